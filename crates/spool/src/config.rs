@@ -1,0 +1,95 @@
+//! Configuration: durability, sizes, recovery.
+
+use std::time::Duration;
+
+/// When appended bytes are made durable. Mirrors mrecordlog's `PersistPolicy`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FsyncPolicy {
+    /// An append completes only after the `fdatasync` that covers it returned (group commit: one
+    /// fdatasync per touched file per batch). Spillway's default, and what G1 requires.
+    Always,
+    /// An append completes once written to the page cache; dirty files are fdatasync'd at this
+    /// interval. A crash loses at most about this much acknowledged data.
+    Interval(Duration),
+    /// Appends complete once written; data is fdatasync'd only when a segment is sealed or the
+    /// spool is flushed or closed. Checkpoints are still fsync'd before segments are deleted.
+    Never,
+}
+
+/// What recovery at open does with a corrupt record in the middle of a segment. Whatever the
+/// mode, opening never fails because of damage: damage is repaired and reported.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RecoveryMode {
+    /// Keep every record whose checksum is valid, also those after the damage (found by scanning
+    /// forward for the next valid record with a plausible sequence number). The damaged file goes
+    /// to `quarantine/` with a JSON report of what was lost. The default.
+    #[default]
+    TolerateAnyCorruption,
+    /// Keep the records before the first damage only; the rest of that segment goes to
+    /// `quarantine/` with the report. Later segments of the stream are kept.
+    TolerateTailCorruption,
+}
+
+/// Spool configuration. `SpoolConfig::default()` is a sensible production start.
+#[derive(Debug, Clone)]
+pub struct SpoolConfig {
+    /// Durability of appends.
+    pub fsync: FsyncPolicy,
+    /// A segment is sealed and a new one started once it holds this many bytes.
+    pub segment_bytes: u64,
+    /// Disk bytes all segments may use together; an append beyond fails with `Full`.
+    pub capacity_bytes: u64,
+    /// Largest payload accepted.
+    pub max_record_bytes: usize,
+    /// Bytes of appends accepted but not yet written; beyond, appends fail with `Overloaded`.
+    pub max_pending_bytes: usize,
+    /// Most bytes one group commit writes before syncing.
+    pub max_batch_bytes: usize,
+    /// How often acknowledged progress is checkpointed (and freed segments deleted).
+    pub checkpoint_interval: Duration,
+    /// Threads that issue `fdatasync` in parallel when a batch touches several files.
+    pub sync_threads: usize,
+    /// Bytes between two entries of a segment's sparse in-memory index.
+    pub index_interval_bytes: u64,
+    /// Recovery of corrupt segments at open.
+    pub recovery: RecoveryMode,
+}
+
+impl Default for SpoolConfig {
+    fn default() -> Self {
+        SpoolConfig {
+            fsync: FsyncPolicy::Always,
+            segment_bytes: 64 * 1024 * 1024,
+            capacity_bytes: 10 * 1024 * 1024 * 1024,
+            max_record_bytes: 8 * 1024 * 1024,
+            max_pending_bytes: 64 * 1024 * 1024,
+            max_batch_bytes: 4 * 1024 * 1024,
+            checkpoint_interval: Duration::from_secs(1),
+            sync_threads: 4,
+            index_interval_bytes: 256 * 1024,
+            recovery: RecoveryMode::default(),
+        }
+    }
+}
+
+impl SpoolConfig {
+    /// Checks the values; returns what is wrong.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.segment_bytes < 64 {
+            return Err("segment_bytes must be at least 64".into());
+        }
+        if self.max_record_bytes == 0 || self.max_record_bytes > crate::format::MAX_PAYLOAD_LEN {
+            return Err(format!(
+                "max_record_bytes must be 1..={}",
+                crate::format::MAX_PAYLOAD_LEN
+            ));
+        }
+        if self.sync_threads == 0 {
+            return Err("sync_threads must be at least 1".into());
+        }
+        if self.index_interval_bytes == 0 {
+            return Err("index_interval_bytes must be at least 1".into());
+        }
+        Ok(())
+    }
+}
