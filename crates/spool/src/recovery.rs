@@ -547,7 +547,10 @@ impl Ctx<'_> {
             jf.sync_data()?;
             self.fs.sync_dir(&qdir)?;
             let rescanned = segment::scan(out.as_ref(), id, self.mode, self.index_interval)?;
-            meta = rescanned.meta;
+            meta = SegmentMeta {
+                next_seq: scan.meta.next_seq,
+                ..rescanned.meta
+            };
         }
         let mut lost_seqs: Vec<Range<u64>> =
             scan.damage.iter().map(|d| d.lost_seqs.clone()).collect();

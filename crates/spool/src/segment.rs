@@ -221,6 +221,10 @@ pub fn scan(
             }
         }
     }
+    // Numbers seen in records that were not kept are never handed out again.
+    if let Some(p) = prev {
+        meta.next_seq = meta.next_seq.max(Seq(p + 1));
+    }
     Ok(ScanResult {
         header,
         meta,
