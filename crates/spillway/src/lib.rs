@@ -7,6 +7,16 @@
 
 pub mod classify;
 pub mod config;
+pub mod deadletter;
+pub mod health;
+pub mod partitioner;
+pub mod producer;
+pub mod record;
+pub mod tail;
 
 pub use classify::{ErrorClass, classify};
 pub use config::{Compression, ConfigError, Finding, KafkaSettings, Severity, lint};
+pub use producer::{
+    Delivery, DeliveryError, DeliveryFuture, Outcome, Producer, ProducerOptions, SendError,
+};
+pub use record::{IdGenerator, OutRecord, SpillwayId};

@@ -1,0 +1,527 @@
+//! Partition health: is the leader of a partition reachable from *us*?
+//!
+//! librdkafka's `is_partition_available` only checks that the partition has a leader in the
+//! metadata, which stays true under KAFKA-3686 (the leader is listed, we cannot reach it), so it
+//! cannot drive failover. This tracker combines three signals, each cheap:
+//! 1. **Progress.** For each partition we count records handed to librdkafka and not yet
+//!    reported. A partition with outstanding records and no acknowledgement for `stall_after`
+//!    (default 1 s) is *stalled*: its leader does not answer. This catches a blackholed leader,
+//!    which librdkafka itself reports as `UP` for as long as the TCP connection lives.
+//! 2. **Broker statistics** (`statistics.interval.ms`): a broker with requests to send or waiting
+//!    that is not `UP` for longer than `stall_after`, or that is `UP` with requests waiting for
+//!    a response while nothing was received for `stall_after` (`waitresp_cnt > 0`, `rxidle`),
+//!    makes every partition it leads unhealthy. A broker that is down while nothing waits for
+//!    it says nothing: librdkafka only connects to brokers it needs.
+//! 3. **Delivery errors**: a transient error reported for a partition makes it unhealthy.
+//!
+//! Recovery has hysteresis: an unhealthy partition turns healthy only after `min_unhealthy` and
+//! `recover_after` consecutive successful probes of its leader (a ListOffsets request answered by
+//! the leader itself, see `producer::probe`). A failed probe resets the count.
+//!
+//! The tracker is a pure state machine: every input carries the time, so tests drive it with a
+//! made-up clock.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::time::{Duration, Instant};
+
+/// A topic and a partition.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TopicPartition {
+    pub topic: String,
+    pub partition: i32,
+}
+
+impl TopicPartition {
+    pub fn new(topic: impl Into<String>, partition: i32) -> Self {
+        Self {
+            topic: topic.into(),
+            partition,
+        }
+    }
+}
+
+impl fmt::Display for TopicPartition {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.topic, self.partition)
+    }
+}
+
+/// Tuning of the tracker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HealthConfig {
+    /// Outstanding records without progress for this long mean the leader does not answer.
+    pub stall_after: Duration,
+    /// An unhealthy partition stays unhealthy at least this long.
+    pub min_unhealthy: Duration,
+    /// Consecutive successful probes needed to turn healthy again.
+    pub recover_after: u32,
+}
+
+impl Default for HealthConfig {
+    fn default() -> Self {
+        Self {
+            stall_after: Duration::from_secs(1),
+            min_unhealthy: Duration::from_secs(1),
+            recover_after: 2,
+        }
+    }
+}
+
+/// Why a partition is unhealthy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reason {
+    /// Records outstanding, no acknowledgement for this long.
+    Stalled(Duration),
+    /// The leader broker has not been `UP` for a while (its librdkafka state is given).
+    BrokerDown { broker: i32, state: String },
+    /// The leader broker has requests waiting and has sent nothing for a while.
+    BrokerSilent { broker: i32 },
+    /// A transient delivery error was reported for the partition.
+    DeliveryError(String),
+    /// Marked by the caller.
+    Forced(String),
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Reason::Stalled(d) => write!(f, "no acknowledgement for {} ms", d.as_millis()),
+            Reason::BrokerDown { broker, state } => write!(f, "leader broker {broker} is {state}"),
+            Reason::BrokerSilent { broker } => {
+                write!(
+                    f,
+                    "leader broker {broker} has requests waiting and answers nothing"
+                )
+            }
+            Reason::DeliveryError(e) => write!(f, "delivery error {e}"),
+            Reason::Forced(why) => write!(f, "{why}"),
+        }
+    }
+}
+
+/// A change of a partition's health, for logs and metrics.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HealthEvent {
+    pub partition: TopicPartition,
+    /// `None`: the partition turned healthy; `Some`: it turned unhealthy, and why.
+    pub unhealthy: Option<Reason>,
+}
+
+/// A broker as librdkafka's statistics describe it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BrokerStat {
+    pub id: i32,
+    /// librdkafka's broker state: `INIT`, `DOWN`, `CONNECT`, `UP`, ...
+    pub state: String,
+    /// Requests sent and waiting for a response.
+    pub waitresp_cnt: i64,
+    /// Requests waiting to be sent.
+    pub outbuf_cnt: i64,
+    /// Microseconds since the last byte was received, or -1.
+    pub rxidle_us: i64,
+}
+
+#[derive(Debug, Clone)]
+struct Unhealthy {
+    since: Instant,
+    reason: Reason,
+    probes_ok: u32,
+}
+
+#[derive(Debug, Clone)]
+struct PartitionState {
+    outstanding: u64,
+    last_progress: Instant,
+    unhealthy: Option<Unhealthy>,
+}
+
+#[derive(Debug, Clone, Default)]
+struct BrokerState {
+    last_up: Option<Instant>,
+    bad: Option<Reason>,
+}
+
+/// The health of every partition we produce to. See the module documentation.
+#[derive(Debug)]
+pub struct HealthTracker {
+    config: HealthConfig,
+    partitions: HashMap<TopicPartition, PartitionState>,
+    leaders: HashMap<TopicPartition, i32>,
+    brokers: HashMap<i32, BrokerState>,
+    events: Vec<HealthEvent>,
+}
+
+impl HealthTracker {
+    pub fn new(config: HealthConfig) -> Self {
+        Self {
+            config,
+            partitions: HashMap::new(),
+            leaders: HashMap::new(),
+            brokers: HashMap::new(),
+            events: Vec::new(),
+        }
+    }
+
+    pub fn config(&self) -> HealthConfig {
+        self.config
+    }
+
+    fn state(&mut self, tp: &TopicPartition, now: Instant) -> &mut PartitionState {
+        self.partitions.entry(tp.clone()).or_insert(PartitionState {
+            outstanding: 0,
+            last_progress: now,
+            unhealthy: None,
+        })
+    }
+
+    /// A record was handed to librdkafka for `tp`.
+    pub fn on_send(&mut self, tp: &TopicPartition, now: Instant) {
+        let s = self.state(tp, now);
+        if s.outstanding == 0 {
+            s.last_progress = now;
+        }
+        s.outstanding += 1;
+    }
+
+    /// Kafka acknowledged a record of `tp`.
+    pub fn on_delivered(&mut self, tp: &TopicPartition, now: Instant) {
+        let s = self.state(tp, now);
+        s.outstanding = s.outstanding.saturating_sub(1);
+        s.last_progress = now;
+    }
+
+    /// A record of `tp` failed with a transient error (the partition's fault, as far as we know).
+    pub fn on_transient_error(&mut self, tp: &TopicPartition, error: &str, now: Instant) {
+        let s = self.state(tp, now);
+        s.outstanding = s.outstanding.saturating_sub(1);
+        self.mark(tp, Reason::DeliveryError(error.to_string()), now);
+    }
+
+    /// A record of `tp` left librdkafka without saying anything about the partition (purged by
+    /// us, or refused for its own content).
+    pub fn on_settled(&mut self, tp: &TopicPartition, now: Instant) {
+        let s = self.state(tp, now);
+        s.outstanding = s.outstanding.saturating_sub(1);
+    }
+
+    /// Forgets every outstanding count (after the producer session was cut: nothing is in
+    /// librdkafka any more).
+    pub fn on_session_cut(&mut self, now: Instant) {
+        for s in self.partitions.values_mut() {
+            s.outstanding = 0;
+            s.last_progress = now;
+        }
+    }
+
+    /// The current leaders of a topic's partitions, from metadata.
+    pub fn on_leaders(&mut self, topic: &str, leaders: &[(i32, i32)]) {
+        for (partition, leader) in leaders {
+            self.leaders
+                .insert(TopicPartition::new(topic, *partition), *leader);
+        }
+    }
+
+    /// The leader of `tp`, if known.
+    pub fn leader(&self, tp: &TopicPartition) -> Option<i32> {
+        self.leaders.get(tp).copied()
+    }
+
+    /// Broker statistics from librdkafka.
+    pub fn on_broker_stats(&mut self, brokers: &[BrokerStat], now: Instant) {
+        let stall = self.config.stall_after;
+        for b in brokers.iter().filter(|b| b.id >= 0) {
+            let state = self.brokers.entry(b.id).or_default();
+            let silent = b.waitresp_cnt > 0
+                && b.rxidle_us >= 0
+                && Duration::from_micros(b.rxidle_us as u64) >= stall;
+            // librdkafka connects only to brokers it needs: a broker that is down while nothing
+            // waits for it says nothing about its partitions (probes decide those).
+            let wanted = b.waitresp_cnt > 0 || b.outbuf_cnt > 0;
+            state.bad = if b.state == "UP" {
+                state.last_up = Some(now);
+                silent.then_some(Reason::BrokerSilent { broker: b.id })
+            } else {
+                match state.last_up {
+                    Some(up) if wanted && now.duration_since(up) >= stall => {
+                        Some(Reason::BrokerDown {
+                            broker: b.id,
+                            state: b.state.clone(),
+                        })
+                    }
+                    _ => None,
+                }
+            };
+        }
+        let bad: Vec<(TopicPartition, Reason)> = self
+            .leaders
+            .iter()
+            .filter_map(|(tp, leader)| {
+                self.brokers
+                    .get(leader)
+                    .and_then(|s| s.bad.clone())
+                    .map(|r| (tp.clone(), r))
+            })
+            .collect();
+        for (tp, reason) in bad {
+            self.mark(&tp, reason, now);
+        }
+    }
+
+    /// Marks stalled partitions unhealthy. Returns the partitions that turned unhealthy now.
+    pub fn tick(&mut self, now: Instant) -> Vec<TopicPartition> {
+        let stall = self.config.stall_after;
+        let stalled: Vec<(TopicPartition, Duration)> = self
+            .partitions
+            .iter()
+            .filter(|(_, s)| s.unhealthy.is_none() && s.outstanding > 0)
+            .filter_map(|(tp, s)| {
+                let quiet = now.saturating_duration_since(s.last_progress);
+                (quiet >= stall).then(|| (tp.clone(), quiet))
+            })
+            .collect();
+        stalled
+            .into_iter()
+            .filter_map(|(tp, quiet)| self.mark(&tp, Reason::Stalled(quiet), now).then_some(tp))
+            .collect()
+    }
+
+    /// Marks `tp` unhealthy for `reason`; returns whether it was healthy before.
+    pub fn mark(&mut self, tp: &TopicPartition, reason: Reason, now: Instant) -> bool {
+        let s = self.state(tp, now);
+        match &mut s.unhealthy {
+            Some(u) => {
+                u.probes_ok = 0;
+                false
+            }
+            None => {
+                s.unhealthy = Some(Unhealthy {
+                    since: now,
+                    reason: reason.clone(),
+                    probes_ok: 0,
+                });
+                self.events.push(HealthEvent {
+                    partition: tp.clone(),
+                    unhealthy: Some(reason),
+                });
+                true
+            }
+        }
+    }
+
+    /// The result of probing the leader of `tp`. Returns true if `tp` turned healthy now.
+    pub fn on_probe(&mut self, tp: &TopicPartition, ok: bool, now: Instant) -> bool {
+        let config = self.config;
+        let broker_bad = self
+            .leader(tp)
+            .and_then(|l| self.brokers.get(&l))
+            .is_some_and(|b| b.bad.is_some());
+        let s = self.state(tp, now);
+        let Some(u) = &mut s.unhealthy else {
+            return false;
+        };
+        if !ok || broker_bad {
+            u.probes_ok = 0;
+            return false;
+        }
+        u.probes_ok += 1;
+        if u.probes_ok >= config.recover_after
+            && now.saturating_duration_since(u.since) >= config.min_unhealthy
+        {
+            s.unhealthy = None;
+            s.last_progress = now;
+            self.events.push(HealthEvent {
+                partition: tp.clone(),
+                unhealthy: None,
+            });
+            return true;
+        }
+        false
+    }
+
+    /// Whether `tp` is healthy (a partition never seen is).
+    pub fn is_healthy(&self, tp: &TopicPartition) -> bool {
+        self.partitions
+            .get(tp)
+            .is_none_or(|s| s.unhealthy.is_none())
+    }
+
+    /// Every unhealthy partition with its reason and since when.
+    pub fn unhealthy(&self) -> Vec<(TopicPartition, Reason, Instant)> {
+        let mut out: Vec<_> = self
+            .partitions
+            .iter()
+            .filter_map(|(tp, s)| {
+                s.unhealthy
+                    .as_ref()
+                    .map(|u| (tp.clone(), u.reason.clone(), u.since))
+            })
+            .collect();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
+    }
+
+    /// Records outstanding for `tp`.
+    pub fn outstanding(&self, tp: &TopicPartition) -> u64 {
+        self.partitions.get(tp).map_or(0, |s| s.outstanding)
+    }
+
+    /// Health changes since the last call.
+    pub fn take_events(&mut self) -> Vec<HealthEvent> {
+        std::mem::take(&mut self.events)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    fn tracker() -> (HealthTracker, Instant, TopicPartition) {
+        (
+            HealthTracker::new(HealthConfig::default()),
+            Instant::now(),
+            TopicPartition::new("t", 0),
+        )
+    }
+
+    #[test]
+    fn a_partition_with_outstanding_records_and_no_progress_stalls() {
+        let (mut h, t0, tp) = tracker();
+        h.on_send(&tp, t0);
+        assert!(h.tick(t0 + ms(900)).is_empty());
+        assert_eq!(h.tick(t0 + ms(1000)), vec![tp.clone()]);
+        assert!(!h.is_healthy(&tp));
+        assert!(matches!(h.unhealthy()[0].1, Reason::Stalled(_)));
+    }
+
+    #[test]
+    fn steady_acknowledgements_keep_a_busy_partition_healthy() {
+        let (mut h, t0, tp) = tracker();
+        for i in 0..100 {
+            h.on_send(&tp, t0 + ms(i * 100));
+            h.on_send(&tp, t0 + ms(i * 100));
+            h.on_delivered(&tp, t0 + ms(i * 100 + 50));
+            assert!(h.tick(t0 + ms(i * 100 + 99)).is_empty());
+        }
+        assert!(h.is_healthy(&tp));
+    }
+
+    #[test]
+    fn an_idle_partition_never_stalls() {
+        let (mut h, t0, tp) = tracker();
+        h.on_send(&tp, t0);
+        h.on_delivered(&tp, t0 + ms(5));
+        assert!(h.tick(t0 + ms(60_000)).is_empty());
+    }
+
+    #[test]
+    fn recovery_needs_consecutive_probes_and_the_minimum_time() {
+        let (mut h, t0, tp) = tracker();
+        h.mark(&tp, Reason::Forced("test".into()), t0);
+        assert!(!h.on_probe(&tp, true, t0 + ms(100)));
+        assert!(
+            !h.on_probe(&tp, false, t0 + ms(200)),
+            "a failed probe resets the count"
+        );
+        assert!(!h.on_probe(&tp, true, t0 + ms(300)));
+        assert!(
+            !h.on_probe(&tp, true, t0 + ms(400)),
+            "too early: min_unhealthy is 1 s"
+        );
+        assert!(h.on_probe(&tp, true, t0 + ms(1100)));
+        assert!(h.is_healthy(&tp));
+        let events = h.take_events();
+        assert_eq!(events.len(), 2);
+        assert_eq!(
+            events[1],
+            HealthEvent {
+                partition: tp,
+                unhealthy: None
+            }
+        );
+    }
+
+    #[test]
+    fn a_broker_down_for_longer_than_the_stall_time_takes_its_partitions_down() {
+        let (mut h, t0, tp) = tracker();
+        h.on_leaders("t", &[(0, 1), (1, 2)]);
+        let stat = |state: &str| BrokerStat {
+            id: 1,
+            state: state.into(),
+            waitresp_cnt: 0,
+            outbuf_cnt: 1,
+            rxidle_us: -1,
+        };
+        h.on_broker_stats(&[stat("UP")], t0);
+        h.on_broker_stats(&[stat("CONNECT")], t0 + ms(500));
+        assert!(h.is_healthy(&tp), "a short reconnect is not an outage");
+        h.on_broker_stats(&[stat("DOWN")], t0 + ms(1200));
+        assert!(!h.is_healthy(&tp));
+        assert!(
+            h.is_healthy(&TopicPartition::new("t", 1)),
+            "broker 2's partition is fine"
+        );
+    }
+
+    #[test]
+    fn a_broker_down_with_nothing_waiting_for_it_says_nothing_about_its_partitions() {
+        let (mut h, t0, tp) = tracker();
+        h.on_leaders("t", &[(0, 1)]);
+        let stat = |state: &str| BrokerStat {
+            id: 1,
+            state: state.into(),
+            waitresp_cnt: 0,
+            outbuf_cnt: 0,
+            rxidle_us: -1,
+        };
+        h.on_broker_stats(&[stat("UP")], t0);
+        h.on_broker_stats(&[stat("DOWN")], t0 + ms(5_000));
+        assert!(h.is_healthy(&tp));
+    }
+
+    #[test]
+    fn a_silent_broker_with_waiting_requests_is_unhealthy_even_while_up() {
+        let (mut h, t0, tp) = tracker();
+        h.on_leaders("t", &[(0, 1)]);
+        let silent = BrokerStat {
+            id: 1,
+            state: "UP".into(),
+            waitresp_cnt: 3,
+            outbuf_cnt: 0,
+            rxidle_us: 1_500_000,
+        };
+        h.on_broker_stats(&[silent], t0);
+        assert!(!h.is_healthy(&tp));
+        assert_eq!(h.unhealthy()[0].1, Reason::BrokerSilent { broker: 1 });
+    }
+
+    #[test]
+    fn probes_do_not_heal_a_partition_whose_leader_is_still_bad() {
+        let (mut h, t0, tp) = tracker();
+        h.on_leaders("t", &[(0, 1)]);
+        let silent = BrokerStat {
+            id: 1,
+            state: "UP".into(),
+            waitresp_cnt: 3,
+            outbuf_cnt: 0,
+            rxidle_us: 2_000_000,
+        };
+        h.on_broker_stats(&[silent], t0);
+        for i in 1..10 {
+            assert!(!h.on_probe(&tp, true, t0 + ms(i * 500)));
+        }
+    }
+
+    #[test]
+    fn a_transient_delivery_error_makes_the_partition_unhealthy() {
+        let (mut h, t0, tp) = tracker();
+        h.on_send(&tp, t0);
+        h.on_transient_error(&tp, "MessageTimedOut", t0);
+        assert!(!h.is_healthy(&tp));
+        assert_eq!(h.outstanding(&tp), 0);
+    }
+}

@@ -1,0 +1,330 @@
+//! What the producer does with each report, and how a session is cut.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use rdkafka::producer::{Producer as _, PurgeConfig};
+use rdkafka::types::RDKafkaErrorCode;
+
+use super::Shared;
+use super::ffi::Persistence;
+use super::outcome::{DeliveryError, Outcome};
+use super::session::{Pending, Session, may_be_in_kafka};
+use crate::ErrorClass;
+use crate::deadletter::DeadLetter;
+use crate::health::BrokerStat;
+
+/// Transient codes that say nothing about the partition's leader.
+fn blames_partition(code: RDKafkaErrorCode) -> bool {
+    !matches!(
+        code,
+        RDKafkaErrorCode::PurgeQueue
+            | RDKafkaErrorCode::PurgeInflight
+            | RDKafkaErrorCode::InvalidDifferentRecord
+            | RDKafkaErrorCode::QueueFull
+            | RDKafkaErrorCode::BrokerDestroy
+            | RDKafkaErrorCode::DestroyBroker
+    )
+}
+
+impl Shared {
+    /// Reports `outcome` for `pending` and releases its in-flight accounting.
+    pub(crate) fn finish(&self, pending: Pending, outcome: Outcome) {
+        let counter = match &outcome {
+            Outcome::Delivered { .. } => &self.counters.delivered,
+            Outcome::NotPersisted { .. } => &self.counters.not_persisted,
+            Outcome::PossiblyPersisted { .. } => &self.counters.possibly_persisted,
+            Outcome::Permanent { .. } => &self.counters.permanent,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        self.release(&pending);
+        pending.finish(outcome);
+    }
+
+    pub(crate) fn on_delivered(&self, pending: Pending, partition: i32, offset: i64) {
+        let tp = pending.tp();
+        self.health.lock().on_delivered(&tp, Instant::now());
+        {
+            let mut last = self.last_delivered.lock();
+            let entry = last.entry(tp).or_insert(offset);
+            *entry = (*entry).max(offset);
+        }
+        self.finish(pending, Outcome::Delivered { partition, offset });
+    }
+
+    pub(crate) fn on_failed(
+        &self,
+        pending: Pending,
+        code: RDKafkaErrorCode,
+        persisted: Persistence,
+    ) {
+        let error = DeliveryError::from_code(code);
+        let tp = pending.tp();
+        let now = Instant::now();
+        match error.class {
+            ErrorClass::Transient if blames_partition(code) => {
+                self.health
+                    .lock()
+                    .on_transient_error(&tp, &error.reason(), now);
+                // A partition failing under us: cut, so no later record overtakes this one.
+                self.request_cut(pending.session, format!("{tp}: {}", error.reason()));
+            }
+            ErrorClass::Fatal => {
+                self.health.lock().on_settled(&tp, now);
+                self.request_cut(pending.session, format!("fatal error {}", error.reason()));
+            }
+            _ => self.health.lock().on_settled(&tp, now),
+        }
+        if error.class == ErrorClass::Permanent {
+            self.dead_queue.lock().push((pending, error));
+            self.wake();
+            return;
+        }
+        let maybe = may_be_in_kafka(code, persisted);
+        let replaceable = pending.placed_by_us && self.opts.replace_keyless;
+        if replaceable && !self.closed.load(Ordering::Relaxed) {
+            if maybe {
+                self.unresolved.lock().push(pending);
+            } else if pending.attempts < self.opts.max_attempts {
+                self.requeue.lock().push_back(pending);
+            } else {
+                let partition = Some(pending.partition);
+                self.finish(pending, Outcome::NotPersisted { partition, error });
+                return;
+            }
+            self.wake();
+            return;
+        }
+        let partition = pending.partition;
+        let outcome = if maybe {
+            Outcome::PossiblyPersisted {
+                partition,
+                error,
+                known_before: pending.known_before,
+            }
+        } else {
+            Outcome::NotPersisted {
+                partition: Some(partition),
+                error,
+            }
+        };
+        self.finish(pending, outcome);
+    }
+
+    pub(crate) fn on_broker_stats(&self, session: u64, brokers: &[BrokerStat]) {
+        let needs_cut = {
+            let mut health = self.health.lock();
+            health.on_broker_stats(brokers, Instant::now());
+            health
+                .unhealthy()
+                .iter()
+                .any(|(tp, _, _)| health.outstanding(tp) > 0)
+        };
+        self.collect_events();
+        if needs_cut {
+            self.request_cut(
+                session,
+                "a broker leading partitions with records in flight is down".into(),
+            );
+        }
+    }
+
+    /// Asks the supervisor to cut `session` (ignored if that session is already gone).
+    pub(crate) fn request_cut(&self, session: u64, reason: String) {
+        let mut request = self.cut_request.lock();
+        if request.is_none() {
+            *request = Some((session, reason));
+        }
+        drop(request);
+        self.wake();
+    }
+
+    /// Cuts the current session: a fresh producer takes over, the old one is purged (every
+    /// record in it reports at once) and dropped.
+    pub(crate) fn cut(&self, reason: &str) {
+        if self.closed.load(Ordering::Relaxed) {
+            return;
+        }
+        let id = self.next_session.fetch_add(1, Ordering::Relaxed);
+        let fresh = match Session::start(&self.config, self.me.clone(), id) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!("cannot create a new producer session ({e}); keeping the old one");
+                return;
+            }
+        };
+        let old = self.session.write().replace(Arc::new(fresh));
+        self.counters.cuts.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(session = id, "producer session cut: {reason}");
+        if let Some(old) = old {
+            old.producer
+                .purge(PurgeConfig::default().queue().inflight());
+            // Dropping polls out the purge reports (in this thread) and frees the instance.
+            drop(old);
+        }
+    }
+
+    /// Moves health changes from the tracker to the event list (and counts failovers).
+    pub(crate) fn collect_events(&self) {
+        let events = self.health.lock().take_events();
+        if events.is_empty() {
+            return;
+        }
+        for e in &events {
+            match &e.unhealthy {
+                Some(reason) => {
+                    self.counters.failovers.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(partition = %e.partition, "partition unhealthy: {reason}");
+                }
+                None => tracing::info!(partition = %e.partition, "partition healthy again"),
+            }
+        }
+        self.events.lock().extend(events);
+    }
+
+    /// Writes queued dead letters with one fsync, then reports them.
+    pub(crate) fn flush_dead_letters(&self) {
+        let batch: Vec<(Pending, DeliveryError)> = std::mem::take(&mut *self.dead_queue.lock());
+        if batch.is_empty() {
+            return;
+        }
+        let entries: Vec<DeadLetter> = batch
+            .iter()
+            .map(|(p, e)| DeadLetter::new(&p.record, Some(p.partition), &e.reason(), &e.message))
+            .collect();
+        let written = match &self.dead_log {
+            Some(log) => match log.append(&entries) {
+                Ok(()) => true,
+                Err(e) => {
+                    tracing::error!("dead-letter log write failed: {e}");
+                    false
+                }
+            },
+            None => false,
+        };
+        for (pending, error) in batch {
+            tracing::warn!(id = %pending.record.id, topic = %pending.record.topic, "dead letter: {error}");
+            if written {
+                self.counters.dead_lettered.fetch_add(1, Ordering::Relaxed);
+            }
+            if let Some(topic) = self.opts.dead_letter_topic.clone() {
+                self.send_dead_letter_copy(&pending, &topic, &error);
+            }
+            let partition = Some(pending.partition);
+            self.finish(
+                pending,
+                Outcome::Permanent {
+                    partition,
+                    error,
+                    dead_lettered: written,
+                },
+            );
+        }
+    }
+
+    /// Best effort: a copy of the refused record to the dead-letter topic, with the reason.
+    fn send_dead_letter_copy(&self, pending: &Pending, topic: &str, error: &DeliveryError) {
+        if pending.record.topic == topic {
+            return;
+        }
+        let mut copy = (*pending.record).clone();
+        copy.topic = topic.to_string();
+        copy.partition = None;
+        copy.headers.push((
+            "spillway.dlq.topic".into(),
+            pending.record.topic.clone().into_bytes(),
+        ));
+        copy.headers
+            .push(("spillway.dlq.reason".into(), error.reason().into_bytes()));
+        copy.headers.push((
+            "spillway.dlq.error".into(),
+            error.message.clone().into_bytes(),
+        ));
+        if let Err(e) = self.send(copy) {
+            tracing::warn!("dead-letter topic {topic}: {e}");
+        }
+    }
+
+    /// Re-places keyless records that surely are not in Kafka.
+    pub(crate) fn replace_requeued(&self) {
+        loop {
+            let Some(pending) = self.requeue.lock().pop_front() else {
+                return;
+            };
+            let tp_before = pending.partition;
+            let placed = {
+                let partitions = self
+                    .meta
+                    .lock()
+                    .get(&pending.record.topic)
+                    .map(|m| m.partitions);
+                partitions.and_then(|n| {
+                    let health = self.health.lock();
+                    self.sticky.choose(&pending.record.topic, n, |p| {
+                        health.is_healthy(&crate::health::TopicPartition::new(
+                            pending.record.topic.as_str(),
+                            p,
+                        ))
+                    })
+                })
+            };
+            let Some(partition) = placed else {
+                let error = DeliveryError::local(
+                    ErrorClass::Transient,
+                    "no healthy partition to re-place on",
+                );
+                self.finish(
+                    pending,
+                    Outcome::NotPersisted {
+                        partition: Some(tp_before),
+                        error,
+                    },
+                );
+                continue;
+            };
+            let mut pending = Box::new(pending);
+            pending.partition = partition;
+            self.counters.replaced.fetch_add(1, Ordering::Relaxed);
+            if let Err((e, pending)) = self.dispatch(pending) {
+                let error = DeliveryError::local(ErrorClass::Transient, e.to_string());
+                self.finish(
+                    *pending,
+                    Outcome::NotPersisted {
+                        partition: Some(partition),
+                        error,
+                    },
+                );
+            }
+        }
+    }
+
+    /// Gives every record still waiting inside the producer its outcome (at close).
+    pub(crate) fn drain_on_close(&self) {
+        self.flush_dead_letters();
+        let waiting: Vec<Pending> = self.requeue.lock().drain(..).collect();
+        for pending in waiting {
+            let error = DeliveryError::local(ErrorClass::Transient, "producer closed");
+            let partition = Some(pending.partition);
+            self.finish(pending, Outcome::NotPersisted { partition, error });
+        }
+        let unresolved: Vec<Pending> = std::mem::take(&mut *self.unresolved.lock());
+        for pending in unresolved {
+            self.give_up_resolving(pending, "producer closed");
+        }
+    }
+
+    /// A possibly persisted keyless record whose tail check cannot happen: report it as such.
+    pub(crate) fn give_up_resolving(&self, pending: Pending, why: &str) {
+        let error = DeliveryError::local(ErrorClass::Transient, why);
+        let (partition, known_before) = (pending.partition, pending.known_before);
+        self.finish(
+            pending,
+            Outcome::PossiblyPersisted {
+                partition,
+                error,
+                known_before,
+            },
+        );
+    }
+}

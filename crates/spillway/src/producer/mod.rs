@@ -1,0 +1,608 @@
+//! The Kafka side: a producer that knows, for every record, whether Kafka has it.
+//!
+//! ## librdkafka semantics we rely on
+//! - `ThreadedProducer` with our own `ProducerContext` (not `FutureProducer`, which cannot take
+//!   a partition chosen by us per record and hides the persistence status). Its thread calls
+//!   `poll`, which runs our delivery callback once per record, success or failure.
+//! - With `enable.idempotence=true` librdkafka retries transient errors internally and keeps
+//!   per-partition order, until `message.timeout.ms`. A delivery error therefore arrives only
+//!   after librdkafka gave up, and carries no "retriable" flag: we classify codes ourselves
+//!   ([`crate::classify`]).
+//! - `rd_kafka_message_status` says whether a failed record was never sent (`NOT_PERSISTED`),
+//!   sent without an answer (`POSSIBLY_PERSISTED`), or acknowledged.
+//! - When a record times out, an idempotent producer bumps its epoch and carries on, so a
+//!   *later* record of the same partition can still be acknowledged after an earlier one failed.
+//!   That would break order (G3). So Spillway never lets librdkafka give up on its own: it
+//!   watches progress itself and *cuts* the session first (below). librdkafka's own
+//!   `message.timeout.ms` is set to a backstop well beyond our detection.
+//! - `rd_kafka_purge(QUEUE | INFLIGHT)` fails every record still in librdkafka at once, with
+//!   `PurgeQueue` (never sent) or `PurgeInflight` (possibly sent).
+//! - Statistics (`statistics.interval.ms`) report each broker's state, requests waiting for a
+//!   response, and time since the last byte received ([`crate::health`]).
+//!
+//! ## Sessions and cuts
+//! A *session* is one librdkafka producer instance. It is cut when a partition with records
+//! outstanding stalls (its leader answers nothing for `stall_after`), when a broker leading such
+//! a partition is down or silent, or on a fatal error. A cut creates a fresh producer (a new
+//! producer id), swaps it in, purges the old one and drops it. Every record of the old session
+//! gets a definite outcome, at once, and nothing of it can be acknowledged later.
+//!
+//! ## Outcomes
+//! - `Delivered { partition, offset }`: acknowledged with acks=all.
+//! - `NotPersisted`: surely not in Kafka. Keyless records are re-placed on a healthy partition
+//!   automatically (up to `max_attempts`); ordered records (key or explicit partition) are
+//!   returned to the caller, who keeps them (the delivery modes spool them).
+//! - `PossiblyPersisted`: may be in Kafka. Keyless ones are resolved by a tail check
+//!   ([`crate::tail`]) once their partition is healthy: found means delivered, not found means
+//!   re-placed. Ordered ones are returned with `known_before` for the caller's own check.
+//! - `Permanent`: refused for what it is; written to the dead-letter log (fsync'd) before the
+//!   outcome is reported.
+//!
+//! ## Partitions
+//! Chosen at admission ([`crate::partitioner`]): murmur2 for keys, explicit honoured, keyless
+//! sticky among healthy partitions. A keyed or explicit record whose partition is unhealthy is
+//! not sent (it would stall) and not rerouted (order): `send` fails fast with
+//! [`SendError::PartitionUnhealthy`].
+
+mod ffi;
+mod handlers;
+mod outcome;
+mod session;
+mod stats;
+mod supervisor;
+
+use std::collections::{HashMap, VecDeque};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use parking_lot::{Condvar, Mutex, RwLock};
+use rdkafka::ClientConfig;
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{BaseRecord, Producer as _};
+use rdkafka::types::RDKafkaErrorCode;
+use tokio::sync::oneshot;
+
+pub use outcome::{Delivery, DeliveryError, DeliveryFuture, Outcome, SendError};
+
+use self::session::{Pending, Session};
+use crate::config::{ConfigError, Finding, KafkaSettings};
+use crate::deadletter::{DeadLetterError, DeadLetterLog};
+use crate::health::{HealthConfig, HealthEvent, HealthTracker, Reason, TopicPartition};
+use crate::partitioner::{StickyChooser, partition_for_key};
+use crate::record::{ID_HEADER, OutRecord};
+
+/// How the producer behaves. `ProducerOptions::new(settings)` gives the defaults.
+#[derive(Debug, Clone)]
+pub struct ProducerOptions {
+    pub kafka: KafkaSettings,
+    pub health: HealthConfig,
+    /// How often unhealthy partitions' leaders are probed.
+    pub probe_interval: Duration,
+    /// How long one probe may take.
+    pub probe_timeout: Duration,
+    /// Records handed to librdkafka and not yet reported, at most.
+    pub max_in_flight_records: usize,
+    /// Bytes of such records, at most.
+    pub max_in_flight_bytes: usize,
+    /// Keyless records stay on one partition for this many records.
+    pub sticky_run: u32,
+    /// Re-place keyless records that failed (and resolve possibly persisted ones).
+    pub replace_keyless: bool,
+    /// Attempts per keyless record before its failure is returned.
+    pub max_attempts: u32,
+    /// How long a possibly persisted keyless record may wait for its tail check before the
+    /// caller gets `PossiblyPersisted`.
+    pub resolve_timeout: Duration,
+    /// Most records a tail check may scan.
+    pub max_tail_scan: i64,
+    /// How long topic metadata is cached.
+    pub metadata_ttl: Duration,
+    /// The local dead-letter log (JSON lines); `None` keeps no log (then permanent failures
+    /// are only reported, with `dead_lettered: false`).
+    pub dead_letter_log: Option<PathBuf>,
+    /// Also produce dead letters to this topic (best effort).
+    pub dead_letter_topic: Option<String>,
+}
+
+impl ProducerOptions {
+    pub fn new(kafka: KafkaSettings) -> Self {
+        Self {
+            kafka,
+            health: HealthConfig::default(),
+            probe_interval: Duration::from_millis(500),
+            probe_timeout: Duration::from_secs(1),
+            max_in_flight_records: 100_000,
+            max_in_flight_bytes: 256 << 20,
+            sticky_run: 100,
+            replace_keyless: true,
+            max_attempts: 5,
+            resolve_timeout: Duration::from_secs(60),
+            max_tail_scan: 1_000_000,
+            metadata_ttl: Duration::from_secs(10),
+            dead_letter_log: None,
+            dead_letter_topic: None,
+        }
+    }
+}
+
+/// Why the producer could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("creating the librdkafka producer: {0}")]
+    Kafka(#[from] rdkafka::error::KafkaError),
+    #[error(transparent)]
+    DeadLetters(#[from] DeadLetterError),
+    #[error("starting a producer thread: {0}")]
+    Thread(#[from] std::io::Error),
+}
+
+/// Counters of what the producer did (monotonic since start).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ProducerCounters {
+    pub sent: u64,
+    pub delivered: u64,
+    pub not_persisted: u64,
+    pub possibly_persisted: u64,
+    pub permanent: u64,
+    pub dead_lettered: u64,
+    pub replaced: u64,
+    pub resolved_found: u64,
+    pub cuts: u64,
+    pub failovers: u64,
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    sent: AtomicU64,
+    delivered: AtomicU64,
+    not_persisted: AtomicU64,
+    possibly_persisted: AtomicU64,
+    permanent: AtomicU64,
+    dead_lettered: AtomicU64,
+    replaced: AtomicU64,
+    resolved_found: AtomicU64,
+    cuts: AtomicU64,
+    failovers: AtomicU64,
+}
+
+#[derive(Debug, Clone)]
+struct TopicMeta {
+    partitions: i32,
+    fetched: Instant,
+}
+
+/// State shared by the producer handle, its sessions' callbacks and its threads.
+pub(crate) struct Shared {
+    me: std::sync::Weak<Shared>,
+    opts: ProducerOptions,
+    config: ClientConfig,
+    session: RwLock<Option<Arc<Session>>>,
+    next_session: AtomicU64,
+    health: Mutex<HealthTracker>,
+    meta: Mutex<HashMap<String, TopicMeta>>,
+    last_delivered: Mutex<HashMap<TopicPartition, i64>>,
+    sticky: StickyChooser,
+    in_flight_records: AtomicUsize,
+    in_flight_bytes: AtomicUsize,
+    cut_request: Mutex<Option<(u64, String)>>,
+    requeue: Mutex<VecDeque<Pending>>,
+    unresolved: Mutex<Vec<Pending>>,
+    dead_queue: Mutex<Vec<(Pending, DeliveryError)>>,
+    dead_log: Option<DeadLetterLog>,
+    events: Mutex<Vec<HealthEvent>>,
+    counters: Counters,
+    wake: (Mutex<bool>, Condvar),
+    closed: AtomicBool,
+}
+
+/// The Kafka-side producer. See the module documentation. Cheap to share behind an `Arc`.
+pub struct Producer {
+    shared: Arc<Shared>,
+    threads: Vec<JoinHandle<()>>,
+    warnings: Vec<Finding>,
+}
+
+impl std::fmt::Debug for Producer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Producer")
+            .field("kafka", &self.shared.opts.kafka)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Producer {
+    /// Starts a producer: validates the settings (refusing unsafe ones), opens the dead-letter
+    /// log, creates the first session and the supervisor and prober threads.
+    pub fn start(opts: ProducerOptions) -> Result<Self, StartError> {
+        let (mut config, warnings) = opts.kafka.client_config()?;
+        for w in &warnings {
+            tracing::warn!("producer setting: {w}");
+        }
+        // Our own detection cuts long before this; librdkafka's timeout is only a backstop.
+        let backstop = opts.kafka.message_timeout.max(Duration::from_secs(5)) * 2;
+        config.set("message.timeout.ms", backstop.as_millis().to_string());
+        config.set(
+            "queue.buffering.max.messages",
+            (opts.max_in_flight_records.saturating_mul(2))
+                .min(10_000_000)
+                .to_string(),
+        );
+        let dead_log = opts
+            .dead_letter_log
+            .as_ref()
+            .map(DeadLetterLog::open)
+            .transpose()?;
+        let shared = Arc::new_cyclic(|me| Shared {
+            me: me.clone(),
+            health: Mutex::new(HealthTracker::new(opts.health)),
+            sticky: StickyChooser::new(opts.sticky_run),
+            config,
+            session: RwLock::new(None),
+            next_session: AtomicU64::new(1),
+            meta: Mutex::new(HashMap::new()),
+            last_delivered: Mutex::new(HashMap::new()),
+            in_flight_records: AtomicUsize::new(0),
+            in_flight_bytes: AtomicUsize::new(0),
+            cut_request: Mutex::new(None),
+            requeue: Mutex::new(VecDeque::new()),
+            unresolved: Mutex::new(Vec::new()),
+            dead_queue: Mutex::new(Vec::new()),
+            dead_log,
+            events: Mutex::new(Vec::new()),
+            counters: Counters::default(),
+            wake: (Mutex::new(false), Condvar::new()),
+            closed: AtomicBool::new(false),
+            opts,
+        });
+        let first = Session::start(&shared.config, shared.me.clone(), 0)?;
+        *shared.session.write() = Some(Arc::new(first));
+        let threads = supervisor::spawn(&shared)?;
+        Ok(Self {
+            shared,
+            threads,
+            warnings,
+        })
+    }
+
+    /// Lint warnings of the settings this producer runs with.
+    pub fn warnings(&self) -> &[Finding] {
+        &self.warnings
+    }
+
+    /// Hands a record to Kafka. The partition is chosen here (see module docs). Returns a
+    /// future of its delivery report, or why it was not handed over (nothing written).
+    pub fn send(&self, record: OutRecord) -> Result<DeliveryFuture, SendError> {
+        self.shared.send(record)
+    }
+
+    /// The number of partitions of `topic` (from cached metadata; fetched on first use).
+    pub fn partitions(&self, topic: &str) -> Result<i32, SendError> {
+        self.shared.partitions(topic)
+    }
+
+    /// The partition `record` would go to now, without sending it: `Ok(None)` for a keyless
+    /// record with no healthy partition.
+    pub fn place(&self, record: &OutRecord) -> Result<Option<(i32, bool)>, SendError> {
+        self.shared.place(record)
+    }
+
+    /// Whether `topic`/`partition` is healthy.
+    pub fn is_healthy(&self, topic: &str, partition: i32) -> bool {
+        self.shared
+            .health
+            .lock()
+            .is_healthy(&TopicPartition::new(topic, partition))
+    }
+
+    /// Every unhealthy partition, why, and since when.
+    pub fn unhealthy(&self) -> Vec<(TopicPartition, Reason, Instant)> {
+        self.shared.health.lock().unhealthy()
+    }
+
+    /// Health changes since the last call (for logs and metrics).
+    pub fn take_health_events(&self) -> Vec<HealthEvent> {
+        std::mem::take(&mut *self.shared.events.lock())
+    }
+
+    /// Marks a partition unhealthy (for example from an external signal) and cuts the session
+    /// if records are outstanding for it.
+    pub fn mark_unhealthy(&self, topic: &str, partition: i32, why: &str) {
+        let tp = TopicPartition::new(topic, partition);
+        let outstanding = {
+            let mut h = self.shared.health.lock();
+            h.mark(&tp, Reason::Forced(why.to_string()), Instant::now());
+            h.outstanding(&tp)
+        };
+        if outstanding > 0 {
+            self.cut(&format!("{tp} marked unhealthy: {why}"));
+        }
+    }
+
+    /// Ends the current session now: every record in librdkafka gets a definite outcome, and a
+    /// fresh producer takes over.
+    pub fn cut(&self, reason: &str) {
+        self.shared.cut(reason);
+    }
+
+    /// What the producer did so far.
+    pub fn counters(&self) -> ProducerCounters {
+        let c = &self.shared.counters;
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        ProducerCounters {
+            sent: get(&c.sent),
+            delivered: get(&c.delivered),
+            not_persisted: get(&c.not_persisted),
+            possibly_persisted: get(&c.possibly_persisted),
+            permanent: get(&c.permanent),
+            dead_lettered: get(&c.dead_lettered),
+            replaced: get(&c.replaced),
+            resolved_found: get(&c.resolved_found),
+            cuts: get(&c.cuts),
+            failovers: get(&c.failovers),
+        }
+    }
+
+    /// Dead letters written by this process, per reason.
+    pub fn dead_letter_counts(&self) -> std::collections::BTreeMap<String, u64> {
+        self.shared
+            .dead_log
+            .as_ref()
+            .map(DeadLetterLog::counts)
+            .unwrap_or_default()
+    }
+
+    /// Records handed over and not yet reported.
+    pub fn in_flight(&self) -> usize {
+        self.shared.in_flight_records.load(Ordering::Relaxed)
+    }
+
+    /// Waits up to `timeout` for every record handed over to be reported.
+    pub fn flush(&self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        while self.in_flight() > 0 {
+            if Instant::now() >= deadline {
+                return false;
+            }
+            if let Some(s) = self.shared.session.read().clone() {
+                let _ = s.producer.flush(Duration::from_millis(50));
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        true
+    }
+
+    /// Stops accepting records, waits up to `timeout` for outstanding ones, then cuts whatever
+    /// is left (so each gets an outcome) and stops the threads.
+    pub fn close(mut self, timeout: Duration) {
+        self.shutdown(timeout);
+    }
+
+    fn shutdown(&mut self, timeout: Duration) {
+        if self.shared.closed.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        self.flush(timeout);
+        let last = self.shared.session.write().take();
+        if let Some(session) = last {
+            session
+                .producer
+                .purge(rdkafka::producer::PurgeConfig::default().queue().inflight());
+            drop(session);
+        }
+        self.shared.wake();
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+        // Anything left waiting for a re-placement or a tail check gets its outcome now.
+        self.shared.drain_on_close();
+    }
+}
+
+impl Drop for Producer {
+    fn drop(&mut self) {
+        self.shutdown(Duration::from_secs(1));
+    }
+}
+
+impl Shared {
+    fn wake(&self) {
+        let (lock, cv) = &self.wake;
+        *lock.lock() = true;
+        cv.notify_all();
+    }
+
+    fn partitions(&self, topic: &str) -> Result<i32, SendError> {
+        if let Some(m) = self.meta.lock().get(topic) {
+            return Ok(m.partitions);
+        }
+        self.refresh_metadata(topic)
+    }
+
+    /// Fetches a topic's metadata (blocking, bounded) and updates leaders in the tracker.
+    fn refresh_metadata(&self, topic: &str) -> Result<i32, SendError> {
+        let unavailable = |reason: String| SendError::MetadataUnavailable {
+            topic: topic.into(),
+            reason,
+        };
+        let session = self.session.read().clone().ok_or(SendError::Closed)?;
+        let md = session
+            .producer
+            .client()
+            .fetch_metadata(Some(topic), Duration::from_secs(5))
+            .map_err(|e| unavailable(e.to_string()))?;
+        let t = md
+            .topics()
+            .iter()
+            .find(|t| t.name() == topic)
+            .ok_or_else(|| unavailable("not in metadata".into()))?;
+        if let Some(err) = t.error() {
+            return Err(unavailable(format!("{:?}", RDKafkaErrorCode::from(err))));
+        }
+        let leaders: Vec<(i32, i32)> = t
+            .partitions()
+            .iter()
+            .map(|p| (p.id(), p.leader()))
+            .collect();
+        let partitions = leaders.len() as i32;
+        if partitions == 0 {
+            return Err(unavailable("topic has no partitions".into()));
+        }
+        self.health.lock().on_leaders(topic, &leaders);
+        self.meta.lock().insert(
+            topic.to_string(),
+            TopicMeta {
+                partitions,
+                fetched: Instant::now(),
+            },
+        );
+        Ok(partitions)
+    }
+
+    fn place(&self, record: &OutRecord) -> Result<Option<(i32, bool)>, SendError> {
+        let partitions = self.partitions(&record.topic)?;
+        if let Some(p) = record.partition {
+            if p < 0 || p >= partitions {
+                return Err(SendError::NoSuchPartition {
+                    topic: record.topic.clone(),
+                    partition: p,
+                    partitions,
+                });
+            }
+            return Ok(Some((p, false)));
+        }
+        if let Some(key) = &record.key {
+            return Ok(Some((partition_for_key(key, partitions), false)));
+        }
+        let health = self.health.lock();
+        Ok(self
+            .sticky
+            .choose(&record.topic, partitions, |p| {
+                health.is_healthy(&TopicPartition::new(record.topic.as_str(), p))
+            })
+            .map(|p| (p, true)))
+    }
+
+    fn send(&self, record: OutRecord) -> Result<DeliveryFuture, SendError> {
+        if self.closed.load(Ordering::Relaxed) {
+            return Err(SendError::Closed);
+        }
+        let Some((partition, placed_by_us)) = self.place(&record)? else {
+            return Err(SendError::NoHealthyPartition(record.topic));
+        };
+        if !placed_by_us {
+            let tp = TopicPartition::new(record.topic.as_str(), partition);
+            let health = self.health.lock();
+            if !health.is_healthy(&tp) {
+                let reason = health
+                    .unhealthy()
+                    .into_iter()
+                    .find(|(u, _, _)| *u == tp)
+                    .map_or_else(String::new, |(_, r, _)| r.to_string());
+                return Err(SendError::PartitionUnhealthy {
+                    topic: record.topic,
+                    partition,
+                    reason,
+                });
+            }
+        }
+        self.admit(record.size())?;
+        let (tx, rx) = oneshot::channel();
+        let record = Arc::new(record);
+        let pending = Pending {
+            record: record.clone(),
+            partition,
+            placed_by_us,
+            known_before: None,
+            attempts: 0,
+            session: 0,
+            sent_at: Instant::now(),
+            reply: tx,
+        };
+        match self.dispatch(Box::new(pending)) {
+            Ok(()) => Ok(DeliveryFuture::new(rx, record)),
+            Err((e, pending)) => {
+                self.release(&pending);
+                Err(e)
+            }
+        }
+    }
+
+    fn admit(&self, bytes: usize) -> Result<(), SendError> {
+        let records = self.in_flight_records.fetch_add(1, Ordering::AcqRel);
+        let total = self.in_flight_bytes.fetch_add(bytes, Ordering::AcqRel);
+        if records >= self.opts.max_in_flight_records
+            || total + bytes > self.opts.max_in_flight_bytes
+        {
+            self.in_flight_records.fetch_sub(1, Ordering::AcqRel);
+            self.in_flight_bytes.fetch_sub(bytes, Ordering::AcqRel);
+            return Err(SendError::Backpressure(format!(
+                "{records} records, {total} bytes in flight"
+            )));
+        }
+        Ok(())
+    }
+
+    fn release(&self, pending: &Pending) {
+        self.in_flight_records.fetch_sub(1, Ordering::AcqRel);
+        self.in_flight_bytes
+            .fetch_sub(pending.record.size(), Ordering::AcqRel);
+    }
+
+    /// Hands a pending record to the current session.
+    fn dispatch(&self, mut pending: Box<Pending>) -> Result<(), (SendError, Box<Pending>)> {
+        let Some(session) = self.session.read().clone() else {
+            return Err((SendError::Closed, pending));
+        };
+        let tp = pending.tp();
+        pending.session = session.id;
+        pending.sent_at = Instant::now();
+        pending.attempts += 1;
+        pending.known_before = self.last_delivered.lock().get(&tp).copied();
+        self.health.lock().on_send(&tp, pending.sent_at);
+        let record = pending.record.clone();
+        let id = record.id.to_string();
+        let mut headers = OwnedHeaders::new_with_capacity(record.headers.len() + 1);
+        for (k, v) in &record.headers {
+            headers = headers.insert(Header {
+                key: k,
+                value: Some(v),
+            });
+        }
+        headers = headers.insert(Header {
+            key: ID_HEADER,
+            value: Some(&id),
+        });
+        let mut base: BaseRecord<'_, [u8], [u8], Box<Pending>> =
+            BaseRecord::with_opaque_to(&record.topic, pending)
+                .partition(tp.partition)
+                .headers(headers);
+        if let Some(k) = &record.key {
+            base = base.key(k.as_slice());
+        }
+        if let Some(v) = &record.value {
+            base = base.payload(v.as_slice());
+        }
+        if let Some(ts) = record.timestamp_ms {
+            base = base.timestamp(ts);
+        }
+        match session.producer.send(base) {
+            Ok(()) => {
+                self.counters.sent.fetch_add(1, Ordering::Relaxed);
+                Ok(())
+            }
+            Err((e, base)) => {
+                self.health.lock().on_settled(&tp, Instant::now());
+                let code = e.rdkafka_error_code().unwrap_or(RDKafkaErrorCode::Fail);
+                Err((
+                    SendError::Kafka(DeliveryError::from_code(code)),
+                    base.delivery_opaque,
+                ))
+            }
+        }
+    }
+}
