@@ -65,7 +65,7 @@ impl Default for SpoolConfig {
             max_pending_bytes: 64 * 1024 * 1024,
             max_batch_bytes: 4 * 1024 * 1024,
             checkpoint_interval: Duration::from_secs(1),
-            sync_threads: 4,
+            sync_threads: 32,
             index_interval_bytes: 256 * 1024,
             recovery: RecoveryMode::default(),
         }

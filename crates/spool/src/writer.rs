@@ -63,8 +63,15 @@ struct Staged {
     sealed: Vec<SegmentMeta>,
     created: Vec<SegmentId>,
     written: u64,
-    /// The active segment before the batch: id, committed length, handle.
-    before: Option<(SegmentId, u64, Option<Arc<dyn FileHandle>>)>,
+    /// The active segment before the batch.
+    before: Option<Before>,
+}
+
+/// The active segment as it was before a batch: what a rollback cuts back to.
+struct Before {
+    id: SegmentId,
+    committed_len: u64,
+    file: Option<Arc<dyn FileHandle>>,
 }
 
 pub(crate) struct Writer {
@@ -374,10 +381,11 @@ fn write_group(
 ) -> io::Result<()> {
     let fs = shared.fs.as_ref();
     let cfg = &shared.config;
-    out.before = ws
-        .active
-        .as_ref()
-        .map(|a| (a.meta.id, a.meta.len, a.file.clone()));
+    out.before = ws.active.as_ref().map(|a| Before {
+        id: a.meta.id,
+        committed_len: a.meta.len,
+        file: a.file.clone(),
+    });
     if !ws.dir_ready {
         fs.create_dir_all(&ws.stream.dir)?;
         fs.sync_dir(&shared.streams_dir)?;
@@ -490,7 +498,12 @@ fn rollback(shared: &Shared, ws: &mut WriterStream, st: Staged) {
         .counters
         .failed_commits
         .fetch_add(1, Ordering::Relaxed);
-    if let Some((id, len, file)) = st.before {
+    if let Some(Before {
+        id,
+        committed_len: len,
+        file,
+    }) = st.before
+    {
         let file = file
             .map(Ok)
             .unwrap_or_else(|| fs.open_rw(&ws.stream.dir.join(id.file_name())));
