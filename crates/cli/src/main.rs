@@ -2,6 +2,9 @@
 //! arrive with the issues that build them.
 
 mod demo;
+mod doctor;
+
+use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
@@ -20,11 +23,17 @@ struct Cli {
 enum Command {
     /// Run the demo on an in-process librdkafka mock cluster (no Kafka needed).
     Demo(demo::DemoArgs),
+    /// Check Kafka and Spillway's producer settings for ways to lose or refuse records.
+    ///
+    /// Exit code (Nagios): 0 OK, 1 warning (an unknown counts as one), 2 critical, 3 could not
+    /// run. See docs/operations.md.
+    Doctor(doctor::DoctorArgs),
 }
 
-fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+fn main() -> anyhow::Result<ExitCode> {
+    let cli = Cli::try_parse().unwrap_or_else(|e| doctor::exit_on_parse_error(e));
     match cli.command {
-        Command::Demo(args) => demo::run(args),
+        Command::Demo(args) => demo::run(args).map(|()| ExitCode::SUCCESS),
+        Command::Doctor(args) => doctor::run(args),
     }
 }
