@@ -11,8 +11,8 @@ pub enum FsyncPolicy {
     /// An append completes once written to the page cache; dirty files are fdatasync'd at this
     /// interval. A crash loses at most about this much acknowledged data.
     Interval(Duration),
-    /// Appends complete once written; data is fdatasync'd only when a segment is sealed or the
-    /// spool is flushed or closed. Checkpoints are still fsync'd before segments are deleted.
+    /// Appends complete once written; data is fdatasync'd only by `Spool::flush` and at close.
+    /// Checkpoints are still fsync'd before segments are deleted.
     Never,
 }
 

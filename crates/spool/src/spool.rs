@@ -387,10 +387,19 @@ impl Spool {
         names
     }
 
-    /// Closes this handle. If it is the last clone, waits for the writer to finish its final
-    /// sync and checkpoint. Returns the result of a flush made first.
+    /// Closes this handle (blocking). If it is the last clone, waits for the writer to finish its
+    /// final sync and checkpoint. Returns the result of a flush made first. Readers of a closed
+    /// spool get `ReadError::Closed` once they have read everything.
     pub fn close(self) -> Result<(), FlushError> {
         let result = self.flush_blocking();
+        drop(self);
+        result
+    }
+
+    /// Async [`Spool::close`]: flushes, then drops this handle (the last drop joins the writer
+    /// thread, a short blocking wait after the flush).
+    pub async fn shutdown(self) -> Result<(), FlushError> {
+        let result = self.flush().await;
         drop(self);
         result
     }

@@ -5,8 +5,9 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-/// A record's sequence number within its stream: dense from 0, monotonic, never reused after it
-/// was acknowledged, and continued across restarts.
+/// A record's sequence number within its stream: from 0, strictly increasing in append order,
+/// continued across restarts, never handed out twice. Consecutive unless appends failed or
+/// damaged records were quarantined (readers skip such gaps).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, serde::Serialize)]
 pub struct Seq(pub u64);
 

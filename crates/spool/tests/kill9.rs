@@ -46,6 +46,9 @@ fn kill9_child_process() {
         o.write_all(line.as_bytes()).unwrap();
         o.flush().unwrap();
     };
+    // The test harness has printed "test kill9_child_process ... " without a newline: end
+    // that line so the first report is not glued to it (and lost to the parser).
+    say("\n".to_string());
     let deadline = Instant::now() + Duration::from_secs(30); // never outlive a dead parent long
     let start = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
