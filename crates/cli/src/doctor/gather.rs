@@ -166,26 +166,39 @@ pub async fn topic_configs(
     out
 }
 
-/// The durability defaults of each broker, one DescribeConfigs request per broker.
+/// The durability defaults of each broker: one DescribeConfigs request per broker (librdkafka
+/// allows one broker resource per request), all in flight at once so that unreachable brokers
+/// cost one timeout in total, not one each.
 pub async fn broker_configs(
     admin: &Admin,
     brokers: &[i32],
     timeout: Duration,
 ) -> BTreeMap<i32, Lookup<DurabilityConfig>> {
-    let mut out = BTreeMap::new();
-    for &id in brokers {
-        let spec = [ResourceSpecifier::Broker(id)];
-        let lookup = match admin.describe_configs(&spec, &options(timeout)).await {
-            Ok(mut r) => match r.pop() {
-                Some(Ok(resource)) => Lookup::Known(durability_config(&resource)),
-                Some(Err(code)) => Lookup::Unknown(format!("DescribeConfigs refused: {code:?}")),
-                None => Lookup::Unknown("DescribeConfigs returned nothing".into()),
-            },
-            Err(e) => Lookup::Unknown(format!("DescribeConfigs failed: {e}")),
-        };
-        out.insert(id, lookup);
-    }
-    out
+    let opts = options(timeout);
+    let specs: Vec<[ResourceSpecifier<'_>; 1]> = brokers
+        .iter()
+        .map(|&id| [ResourceSpecifier::Broker(id)])
+        .collect();
+    let answers =
+        futures::future::join_all(specs.iter().map(|spec| admin.describe_configs(spec, &opts)))
+            .await;
+    brokers
+        .iter()
+        .zip(answers)
+        .map(|(&id, answer)| {
+            let lookup = match answer {
+                Ok(mut r) => match r.pop() {
+                    Some(Ok(resource)) => Lookup::Known(durability_config(&resource)),
+                    Some(Err(code)) => {
+                        Lookup::Unknown(format!("DescribeConfigs refused: {code:?}"))
+                    }
+                    None => Lookup::Unknown("DescribeConfigs returned nothing".into()),
+                },
+                Err(e) => Lookup::Unknown(format!("DescribeConfigs failed: {e}")),
+            };
+            (id, lookup)
+        })
+        .collect()
 }
 
 fn source_name(source: &ConfigSource) -> &'static str {

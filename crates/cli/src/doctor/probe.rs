@@ -322,3 +322,72 @@ mod tests {
         );
     }
 }
+
+/// The round trip through librdkafka, used on TLS listeners, exercised here on plaintext.
+#[cfg(test)]
+mod librdkafka_tests {
+    use spillway_test_support::MockKafka;
+
+    use super::*;
+
+    fn through_librdkafka() -> ProbeSettings {
+        ProbeSettings {
+            timeout: Duration::from_secs(2),
+            plaintext: false,
+            connection_properties: Vec::new(),
+        }
+    }
+
+    fn first_broker(kafka: &MockKafka) -> Broker {
+        let addr: SocketAddr = kafka
+            .bootstrap()
+            .split(',')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        Broker {
+            id: 1,
+            host: addr.ip().to_string(),
+            port: addr.port(),
+        }
+    }
+
+    #[test]
+    fn without_our_plaintext_probe_a_broker_is_checked_with_a_librdkafka_metadata_request() {
+        let kafka = MockKafka::new(3).unwrap();
+        let probe = probe(&first_broker(&kafka), &through_librdkafka());
+        assert!(
+            matches!(probe.tcp, TcpOutcome::Connected { .. }),
+            "{probe:?}"
+        );
+        assert!(
+            matches!(probe.round_trip, RoundTrip::Metadata { .. }),
+            "{probe:?}"
+        );
+    }
+
+    #[test]
+    fn a_silent_broker_fails_the_librdkafka_round_trip_within_the_timeout() {
+        let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let broker = Broker {
+            id: 1,
+            host: "127.0.0.1".into(),
+            port: silent.local_addr().unwrap().port(),
+        };
+        let started = Instant::now();
+        let probe = probe(&broker, &through_librdkafka());
+        assert!(
+            matches!(
+                probe.round_trip,
+                RoundTrip::TimedOut { .. } | RoundTrip::Failed { .. }
+            ),
+            "{probe:?}"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+}
