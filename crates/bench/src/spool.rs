@@ -44,6 +44,9 @@ pub struct SpoolBenchOptions {
     pub redis_pipeline: usize,
     /// The spool's `sync_threads` (parallel fdatasyncs when a commit touches many streams).
     pub sync_threads: usize,
+    /// Also measure the many-streams variant with `syncfs_min_files = Some(2)` (one `syncfs`
+    /// per group commit instead of one `fdatasync` per file).
+    pub many_streams_syncfs: bool,
 }
 
 impl Default for SpoolBenchOptions {
@@ -58,6 +61,7 @@ impl Default for SpoolBenchOptions {
             redis_server: PathBuf::from("redis-server"),
             redis_pipeline: 16,
             sync_threads: SpoolConfig::default().sync_threads,
+            many_streams_syncfs: true,
         }
     }
 }
@@ -132,6 +136,7 @@ pub fn run_spool_bench(opts: SpoolBenchOptions) -> Result<SpoolBenchReport, Spoo
                 size,
                 streams,
                 batch,
+                syncfs: false,
                 opts: &opts,
             };
             let spool = rt.block_on(measure_spool(&base, case(1, 1)))?;
@@ -151,6 +156,15 @@ pub fn run_spool_bench(opts: SpoolBenchOptions) -> Result<SpoolBenchReport, Spoo
                 let many = rt.block_on(measure_spool(&base, case(writers, 1)))?;
                 print_case(&many);
                 cases.push(many);
+                if opts.many_streams_syncfs {
+                    let syncfs = SpoolCase {
+                        syncfs: true,
+                        ..case(writers, 1)
+                    };
+                    let many = rt.block_on(measure_spool(&base, syncfs))?;
+                    print_case(&many);
+                    cases.push(many);
+                }
             }
             if opts.redis {
                 let redis = measure_redis(&rt, &opts, &base, writers, size, 1)?;
@@ -243,6 +257,8 @@ struct SpoolCase<'a> {
     streams: usize,
     /// Records per `append_batch` (1: plain `append`).
     batch: usize,
+    /// Use `syncfs` for commits touching 2+ files.
+    syncfs: bool,
     opts: &'a SpoolBenchOptions,
 }
 
@@ -255,6 +271,7 @@ async fn measure_spool(
         size,
         streams,
         batch,
+        syncfs,
         opts,
     } = case;
     let duration = opts.duration;
@@ -264,6 +281,7 @@ async fn measure_spool(
     let config = SpoolConfig {
         capacity_bytes: 1 << 40,
         sync_threads: opts.sync_threads,
+        syncfs_min_files: syncfs.then_some(2),
         ..SpoolConfig::default()
     };
     let (spool, _) =
@@ -315,6 +333,7 @@ async fn measure_spool(
     drop(spool);
     Ok(CaseResult {
         system: match (streams > 1, batch > 1) {
+            (true, _) if syncfs => "spool-many-syncfs".into(),
             (true, _) => "spool-many".into(),
             (false, true) => format!("spool-b{batch}"),
             (false, false) => "spool".into(),
@@ -504,7 +523,8 @@ fn render_table(fsync_us: u64, cases: &[CaseResult]) -> String {
         let redis = cases.iter().find(|d| {
             d.system == peer && d.writers == c.writers && d.record_bytes == c.record_bytes
         });
-        let vs_disk = match (c.system.starts_with("spool"), disk) {
+        let comparable = c.system == "spool" || c.system.starts_with("spool-many");
+        let vs_disk = match (comparable, disk) {
             (true, Some(d)) => format!("{:.0} %", 100.0 * c.mb_per_s / d.mb_per_s),
             _ => String::new(),
         };

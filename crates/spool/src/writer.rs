@@ -228,12 +228,30 @@ impl Writer {
                     owner.push(i);
                 }
             }
-            counters
-                .fsyncs
-                .fetch_add(jobs.len() as u64, Ordering::Relaxed);
-            for (r, i) in self.pool.run_all(&jobs).into_iter().zip(owner) {
-                if let Err(e) = r {
-                    failed[i].get_or_insert(e);
+            let files = jobs
+                .iter()
+                .filter(|j| matches!(j, SyncJob::File(_)))
+                .count();
+            let use_syncfs = self
+                .shared
+                .config
+                .syncfs_min_files
+                .is_some_and(|min| files >= min);
+            if use_syncfs {
+                counters.fsyncs.fetch_add(1, Ordering::Relaxed);
+                if let Err(e) = self.shared.fs.sync_filesystem(&self.shared.dir) {
+                    for f in &mut failed {
+                        f.get_or_insert(io::Error::new(e.kind(), e.to_string()));
+                    }
+                }
+            } else {
+                counters
+                    .fsyncs
+                    .fetch_add(jobs.len() as u64, Ordering::Relaxed);
+                for (r, i) in self.pool.run_all(&jobs).into_iter().zip(owner) {
+                    if let Err(e) = r {
+                        failed[i].get_or_insert(e);
+                    }
                 }
             }
         } else {

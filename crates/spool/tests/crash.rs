@@ -152,8 +152,12 @@ fn check(fs: &SimFs, log: &Log, what: &str) {
 }
 
 fn run_with(faults: Faults, mode: CrashMode, what: &str) -> bool {
+    run_with_config(config(), faults, mode, what)
+}
+
+fn run_with_config(cfg: SpoolConfig, faults: Faults, mode: CrashMode, what: &str) -> bool {
     let fs = SimFs::new();
-    let (spool, _) = Spool::open_with_fs("/spool", config(), Arc::new(fs.clone())).unwrap();
+    let (spool, _) = Spool::open_with_fs("/spool", cfg, Arc::new(fs.clone())).unwrap();
     // Crash points count from the start of the workload.
     let mut faults = faults;
     faults.crash_at_op = faults.crash_at_op.map(|k| fs.ops() + k);
@@ -169,8 +173,12 @@ fn run_with(faults: Faults, mode: CrashMode, what: &str) -> bool {
 }
 
 fn total_ops_and_bytes() -> (u64, u64) {
+    total_ops_and_bytes_with(config())
+}
+
+fn total_ops_and_bytes_with(cfg: SpoolConfig) -> (u64, u64) {
     let fs = SimFs::new();
-    let (spool, _) = Spool::open_with_fs("/spool", config(), Arc::new(fs.clone())).unwrap();
+    let (spool, _) = Spool::open_with_fs("/spool", cfg, Arc::new(fs.clone())).unwrap();
     let start = (fs.ops(), fs.bytes_written());
     workload(&spool, &mut Log::default()).unwrap();
     let stats = spool.stats();
@@ -229,5 +237,24 @@ fn every_acknowledged_append_survives_a_crash_in_the_middle_of_a_write() {
         };
         run_with(faults, CrashMode::KeepSomeUnsynced(byte), &what);
         byte += 13;
+    }
+}
+
+#[test]
+fn every_acknowledged_append_survives_a_crash_at_every_operation_when_commits_use_syncfs() {
+    let cfg = SpoolConfig {
+        syncfs_min_files: Some(1),
+        ..config()
+    };
+    let (ops, _) = total_ops_and_bytes_with(cfg.clone());
+    for k in 1..=ops + 1 {
+        for mode in [CrashMode::DropUnsynced, CrashMode::KeepSomeUnsynced(k)] {
+            let what = format!("syncfs: crash at op {k}/{ops}, {mode:?}");
+            let faults = Faults {
+                crash_at_op: Some(k),
+                ..Faults::default()
+            };
+            run_with_config(cfg.clone(), faults, mode, &what);
+        }
     }
 }

@@ -16,7 +16,10 @@
 //!
 //! Injected errors ([`FailRule`]) return a chosen errno (EIO, ENOSPC, ...) from chosen operations.
 
+mod handle;
+
 use super::{DirEntry, FileHandle, FileSystem, LockGuard};
+use handle::{SimHandle, SimLock};
 use parking_lot::Mutex;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io;
@@ -388,111 +391,6 @@ impl XorShift {
     }
 }
 
-#[derive(Debug)]
-struct SimHandle {
-    fs: SimFs,
-    inode: u64,
-    generation: u64,
-    path: String,
-}
-
-impl SimHandle {
-    fn with<T>(
-        &self,
-        op: Option<Op>,
-        f: impl FnOnce(&mut State, u64) -> io::Result<T>,
-    ) -> io::Result<T> {
-        let mut s = self.fs.state.lock();
-        if s.generation != self.generation || s.dead {
-            return Err(dead_error());
-        }
-        if let Some(op) = op {
-            s.check(op, Path::new(&self.path))?;
-        }
-        f(&mut s, self.inode)
-    }
-}
-
-impl FileHandle for SimHandle {
-    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
-        self.with(None, |s, i| {
-            let data = &s.files[&i].cache;
-            let start = (offset as usize).min(data.len());
-            let n = buf.len().min(data.len() - start);
-            buf[..n].copy_from_slice(&data[start..start + n]);
-            Ok(n)
-        })
-    }
-
-    fn write_at(&self, buf: &[u8], offset: u64) -> io::Result<usize> {
-        self.with(Some(Op::Write), |s, i| {
-            let mut n = buf.len();
-            if s.faults.short_writes && n > 1 {
-                n = n.div_ceil(2);
-            }
-            let mut crash = false;
-            if let Some(limit) = s.faults.crash_at_byte {
-                let room = limit.saturating_sub(s.bytes_written) as usize;
-                if room < n {
-                    n = room;
-                    crash = true;
-                }
-            }
-            s.bytes_written += n as u64;
-            let data = &mut s.files.get_mut(&i).expect("inode").cache;
-            let end = offset as usize + n;
-            if data.len() < end {
-                data.resize(end, 0);
-            }
-            data[offset as usize..end].copy_from_slice(&buf[..n]);
-            if crash {
-                s.dead = true;
-                return Err(dead_error());
-            }
-            Ok(n)
-        })
-    }
-
-    fn sync_data(&self) -> io::Result<()> {
-        self.with(Some(Op::Sync), |s, i| {
-            let f = s.files.get_mut(&i).expect("inode");
-            f.durable.clone_from(&f.cache);
-            Ok(())
-        })
-    }
-
-    fn set_len(&self, len: u64) -> io::Result<()> {
-        self.with(Some(Op::SetLen), |s, i| {
-            s.files
-                .get_mut(&i)
-                .expect("inode")
-                .cache
-                .resize(len as usize, 0);
-            Ok(())
-        })
-    }
-
-    fn len(&self) -> io::Result<u64> {
-        self.with(None, |s, i| Ok(s.files[&i].cache.len() as u64))
-    }
-}
-
-#[derive(Debug)]
-struct SimLock {
-    fs: SimFs,
-    path: PathBuf,
-    generation: u64,
-}
-impl LockGuard for SimLock {}
-impl Drop for SimLock {
-    fn drop(&mut self) {
-        let mut s = self.fs.state.lock();
-        if s.generation == self.generation {
-            s.locks.remove(&self.path);
-        }
-    }
-}
-
 impl FileSystem for SimFs {
     fn create_dir_all(&self, path: &Path) -> io::Result<()> {
         let mut s = self.state.lock();
@@ -592,6 +490,16 @@ impl FileSystem for SimFs {
         self.state.lock().live.contains_key(path)
     }
 
+    fn sync_filesystem(&self, path: &Path) -> io::Result<()> {
+        let mut s = self.state.lock();
+        s.check(Op::Sync, path)?;
+        for f in s.files.values_mut() {
+            f.durable.clone_from(&f.cache);
+        }
+        s.durable = s.live.clone();
+        Ok(())
+    }
+
     fn try_lock(&self, path: &Path) -> io::Result<Option<Box<dyn LockGuard>>> {
         let mut s = self.state.lock();
         if s.dead {
@@ -611,81 +519,4 @@ impl FileSystem for SimFs {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::fs::write_all_at;
-
-    #[test]
-    fn unsynced_contents_and_names_are_lost_at_restart() {
-        let fs = SimFs::new();
-        fs.create_dir_all(Path::new("/d")).unwrap();
-        fs.sync_dir(Path::new("/")).unwrap();
-        let f = fs.create_new(Path::new("/d/a")).unwrap();
-        write_all_at(f.as_ref(), b"durable", 0).unwrap();
-        f.sync_data().unwrap();
-        fs.sync_dir(Path::new("/d")).unwrap();
-        write_all_at(f.as_ref(), b"-lost", 7).unwrap();
-        fs.create_new(Path::new("/d/b")).unwrap();
-        fs.restart(CrashMode::DropUnsynced);
-        assert_eq!(fs.read_file(Path::new("/d/a")).unwrap(), b"durable");
-        assert!(!fs.exists(Path::new("/d/b")));
-        assert!(f.len().is_err(), "old handles are dead after a restart");
-    }
-
-    #[test]
-    fn rename_without_dir_sync_is_undone_by_a_crash() {
-        let fs = SimFs::new();
-        let f = fs.create_new(Path::new("/a")).unwrap();
-        f.sync_data().unwrap();
-        fs.sync_dir(Path::new("/")).unwrap();
-        fs.rename(Path::new("/a"), Path::new("/b")).unwrap();
-        fs.restart(CrashMode::DropUnsynced);
-        assert!(fs.exists(Path::new("/a")));
-        assert!(!fs.exists(Path::new("/b")));
-    }
-
-    #[test]
-    fn crash_at_op_kills_every_later_operation() {
-        let fs = SimFs::new();
-        fs.set_faults(Faults {
-            crash_at_op: Some(2),
-            ..Faults::default()
-        });
-        let f = fs.create_new(Path::new("/a")).unwrap();
-        assert!(f.write_at(b"x", 0).is_err());
-        assert!(fs.is_dead());
-        assert!(fs.create_new(Path::new("/b")).is_err());
-    }
-
-    #[test]
-    fn injected_enospc_fails_the_chosen_operation_only() {
-        let fs = SimFs::new();
-        fs.set_faults(Faults {
-            fail: vec![FailRule {
-                op: Op::Write,
-                path_contains: None,
-                errno: ENOSPC,
-                skip: 1,
-                times: 1,
-            }],
-            ..Faults::default()
-        });
-        let f = fs.create_new(Path::new("/a")).unwrap();
-        assert!(f.write_at(b"1", 0).is_ok());
-        let e = f.write_at(b"2", 1).unwrap_err();
-        assert!(crate::fs::is_no_space(&e));
-        assert!(f.write_at(b"3", 1).is_ok());
-    }
-
-    #[test]
-    fn crash_at_byte_lands_a_partial_write() {
-        let fs = SimFs::new();
-        let f = fs.create_new(Path::new("/a")).unwrap();
-        fs.set_faults(Faults {
-            crash_at_byte: Some(3),
-            ..Faults::default()
-        });
-        assert!(write_all_at(f.as_ref(), b"abcdef", 0).is_err());
-        assert_eq!(fs.read_file(Path::new("/a")).unwrap(), b"abc");
-    }
-}
+mod tests;
