@@ -330,11 +330,19 @@ fn thousands_of_streams_cost_one_small_directory_each() {
         }
     });
     assert_eq!(spool.streams().len(), 1500);
+    // A second round: the writer keeps at most 1024 files open, so it reopens some here.
+    for n in &names {
+        spool.append_blocking(n, RecordIn::new("second")).unwrap();
+    }
     drop(spool);
     let (spool, report) = Spool::open(tmp.path(), small_config()).unwrap();
     assert_eq!(report.streams, 1500);
-    let r = read_all(&spool, &names[777]);
-    assert_eq!(r[0].payload.as_ref(), b"topic.777");
+    for i in [0, 777, 1499] {
+        let r = read_all(&spool, &names[i]);
+        assert_eq!(r.len(), 2);
+        assert_eq!(r[0].payload.as_ref(), format!("topic.{i}").as_bytes());
+        assert_eq!(r[1].payload.as_ref(), b"second");
+    }
 }
 
 #[test]
