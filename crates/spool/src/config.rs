@@ -100,3 +100,38 @@ impl SpoolConfig {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_configuration_is_valid_and_absurd_values_are_refused() {
+        assert!(SpoolConfig::default().validate().is_ok());
+        assert!(
+            SpoolConfig {
+                segment_bytes: 10,
+                ..SpoolConfig::default()
+            }
+            .validate()
+            .is_err()
+        );
+        assert!(
+            SpoolConfig {
+                sync_threads: 0,
+                ..SpoolConfig::default()
+            }
+            .validate()
+            .is_err()
+        );
+        let huge = crate::format::MAX_PAYLOAD_LEN + 1;
+        assert!(
+            SpoolConfig {
+                max_record_bytes: huge,
+                ..SpoolConfig::default()
+            }
+            .validate()
+            .is_err()
+        );
+    }
+}

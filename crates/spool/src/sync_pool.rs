@@ -38,6 +38,7 @@ impl SyncPool {
             let fs = Arc::clone(&fs);
             let handle = std::thread::Builder::new()
                 .name(format!("spool-sync-{i}"))
+                .stack_size(128 * 1024) // they only call fdatasync
                 .spawn(move || {
                     loop {
                         let job = rx.lock().recv();
@@ -93,5 +94,41 @@ impl Drop for SyncPool {
         for t in self.threads.drain(..) {
             let _ = t.join();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fs::sim::{EIO, FailRule, Faults, Op, SimFs};
+    use std::path::Path;
+
+    #[test]
+    fn every_job_runs_and_results_come_back_in_job_order() {
+        let fs = SimFs::new();
+        let files: Vec<SyncJob> = (0..10)
+            .map(|i| SyncJob::File(fs.create_new(Path::new(&format!("/f{i}"))).unwrap()))
+            .chain(std::iter::once(SyncJob::Dir("/".into())))
+            .collect();
+        let before = fs.ops();
+        fs.set_faults(Faults {
+            fail: vec![FailRule {
+                op: Op::SyncDir,
+                path_contains: None,
+                errno: EIO,
+                skip: 0,
+                times: 1,
+            }],
+            ..Faults::default()
+        });
+        let pool = SyncPool::new(Arc::new(fs.clone()), 4).unwrap();
+        let results = pool.run_all(&files);
+        assert_eq!(results.len(), 11);
+        assert!(results[..10].iter().all(|r| r.is_ok()));
+        assert!(
+            results[10].is_err(),
+            "the failing directory sync is reported at its index"
+        );
+        assert_eq!(fs.ops() - before, 11);
     }
 }

@@ -221,10 +221,14 @@ impl Harness {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 96, ..ProptestConfig::default() })]
+    // 256 cases by default (about a second); 4096 with SPILLWAY_LONG=1.
+    #![proptest_config(ProptestConfig {
+        cases: if std::env::var("SPILLWAY_LONG").as_deref() == Ok("1") { 4096 } else { 256 },
+        ..ProptestConfig::default()
+    })]
 
     #[test]
-    fn spool_behaves_like_the_in_memory_model(actions in proptest::collection::vec(action(), 1..60)) {
+    fn spool_behaves_like_the_in_memory_model(actions in proptest::collection::vec(action(), 1..80)) {
         let mut h = Harness {
             fs: SimFs::new(),
             spool: None,
