@@ -2,7 +2,7 @@
 //!
 //! ```sh
 //! cargo run --release -p spillway-bench --example spool -- [--duration SECS] [--writers 1,8,64,256]
-//!     [--sizes 100,1024] [--dir PATH] [--no-redis] [--no-many-streams] [--pipeline 16] [--sync-threads N] [--json FILE]
+//!     [--sizes 100,1024] [--dir PATH] [--no-redis] [--no-many-streams] [--pipeline 16] [--sync-threads N] [--commits-in-flight N] [--json FILE]
 //! ```
 
 use spillway_bench::{SpoolBenchOptions, run_spool_bench};
@@ -28,6 +28,7 @@ fn main() {
             "--sizes" => opts.record_sizes = list(&value()),
             "--dir" => opts.dir = Some(value().into()),
             "--pipeline" => opts.redis_pipeline = value().parse().expect("a number"),
+            "--commits-in-flight" => opts.commits_in_flight = value().parse().expect("a number"),
             "--sync-threads" => opts.sync_threads = value().parse().expect("a number"),
             "--redis-server" => opts.redis_server = value().into(),
             "--no-redis" => opts.redis = false,

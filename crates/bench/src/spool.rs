@@ -44,6 +44,8 @@ pub struct SpoolBenchOptions {
     pub redis_pipeline: usize,
     /// The spool's `sync_threads` (parallel fdatasyncs when a commit touches many streams).
     pub sync_threads: usize,
+    /// The spool's `commits_in_flight` (pipelined group commit depth).
+    pub commits_in_flight: usize,
     /// Also measure the many-streams variant with `syncfs_min_files = Some(2)` (one `syncfs`
     /// per group commit instead of one `fdatasync` per file).
     pub many_streams_syncfs: bool,
@@ -62,6 +64,7 @@ impl Default for SpoolBenchOptions {
             redis_pipeline: 16,
             sync_threads: SpoolConfig::default().sync_threads,
             many_streams_syncfs: true,
+            commits_in_flight: SpoolConfig::default().commits_in_flight,
         }
     }
 }
@@ -282,6 +285,7 @@ async fn measure_spool(
         capacity_bytes: 1 << 40,
         sync_threads: opts.sync_threads,
         syncfs_min_files: syncfs.then_some(2),
+        commits_in_flight: opts.commits_in_flight,
         ..SpoolConfig::default()
     };
     let (spool, _) =

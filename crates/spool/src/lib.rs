@@ -12,9 +12,12 @@
 //!   the `fdatasync` covering its bytes returned (and, for a new segment file, the fsync of its
 //!   directory). Readers see a record only once its append completed.
 //! - **Throughput scales with concurrency.** One writer thread takes every pending append, writes
-//!   each stream's share with one positional write, syncs every touched file once (a small fixed
-//!   pool issues the syncs of different files in parallel), then completes all waiters. Waiting
-//!   works for async callers and blocking ones (a tokio `oneshot`, no runtime needed here).
+//!   each stream's share with one positional write, syncs every touched file once (a fixed pool
+//!   of sync threads issues the syncs of different files in parallel, or one `syncfs` when
+//!   configured), then completes all waiters. The group commit is pipelined: while one batch's
+//!   fdatasync runs, the writer already writes the next one (`commits_in_flight`, default 2);
+//!   batches are still published strictly in order. Waiting works for async callers and
+//!   blocking ones (a tokio `oneshot`, no runtime needed here).
 //! - **Thousands of streams are cheap.** A stream is a directory and its files; no thread, no
 //!   buffer. The writer keeps at most 1024 segment files open and closes idle ones.
 //! - **Memory independent of the backlog.** No record is kept in memory beyond the batch being
@@ -91,9 +94,11 @@
 //! next record would take it past `segment_bytes`.
 //!
 //! **Failure of a group commit** (ENOSPC, EIO on write or sync): every append of that stream in
-//! the batch gets a typed error ([`AppendError::NoSpace`] / [`AppendError::Io`]); the active
-//! segment is cut back to its committed length, segments created by the batch are removed, and
-//! the next append starts a fresh segment, so no later record ever follows a half-written one.
+//! the batch gets a typed error ([`AppendError::NoSpace`] / [`AppendError::Io`]), and so does
+//! every append of that stream in a later batch already written (its bytes follow the failed
+//! ones); the active segment is cut back to its length before the failed batch, segments created
+//! by the failed batches are removed, and the next append starts a fresh segment, so no later
+//! record ever follows a half-written one.
 //! The sequence numbers given to the failed records are not reused (a later record may carry a
 //! larger gap; readers simply skip gaps). Other streams in the batch are unaffected. When space
 //! returns, appends succeed again.

@@ -80,7 +80,9 @@ struct Inner {
 impl Drop for Inner {
     fn drop(&mut self) {
         self.shared.closed.store(true, Ordering::SeqCst);
-        self.tx.take();
+        if let Some(tx) = self.tx.take() {
+            let _ = tx.send(Command::Shutdown);
+        }
         if let Some(w) = self.writer.take() {
             let _ = w.join();
         }
@@ -175,7 +177,7 @@ impl Spool {
             counters: Counters::default(),
         });
         let (tx, rx) = mpsc::channel();
-        let writer = Writer::spawn(Arc::clone(&shared), rx).map_err(io(&shared.dir))?;
+        let writer = Writer::spawn(Arc::clone(&shared), tx.clone(), rx).map_err(io(&shared.dir))?;
         let inner = Inner {
             shared,
             tx: Some(tx),

@@ -17,9 +17,20 @@ pub(crate) enum SyncJob {
     File(Arc<dyn FileHandle>),
     /// fsync a directory.
     Dir(PathBuf),
+    /// `syncfs` the filesystem holding this path.
+    Filesystem(PathBuf),
 }
 
-type Job = (SyncJob, usize, mpsc::Sender<(usize, io::Result<()>)>);
+/// Called once with every job's result, in job order, by the thread that finished last.
+pub(crate) type Done = Box<dyn FnOnce(Vec<io::Result<()>>) + Send>;
+
+struct Pending {
+    remaining: usize,
+    results: Vec<Option<io::Result<()>>>,
+    done: Option<Done>,
+}
+
+type Job = (SyncJob, usize, Arc<Mutex<Pending>>);
 
 #[derive(Debug)]
 pub(crate) struct SyncPool {
@@ -33,7 +44,7 @@ impl SyncPool {
         let (tx, rx) = mpsc::channel::<Job>();
         let rx = Arc::new(Mutex::new(rx));
         let mut handles = Vec::new();
-        for i in 0..threads.saturating_sub(1) {
+        for i in 0..threads.max(1) {
             let rx = Arc::clone(&rx);
             let fs = Arc::clone(&fs);
             let handle = std::thread::Builder::new()
@@ -42,8 +53,10 @@ impl SyncPool {
                 .spawn(move || {
                     loop {
                         let job = rx.lock().recv();
-                        let Ok((job, index, reply)) = job else { break };
-                        let _ = reply.send((index, run(fs.as_ref(), &job)));
+                        let Ok((job, index, pending)) = job else {
+                            break;
+                        };
+                        complete(fs.as_ref(), &job, index, &pending);
                     }
                 })?;
             handles.push(handle);
@@ -55,36 +68,62 @@ impl SyncPool {
         })
     }
 
-    /// Runs every job, in parallel when there are several; results in job order.
-    pub fn run_all(&self, jobs: &[SyncJob]) -> Vec<io::Result<()>> {
-        if jobs.len() <= 1 || self.threads.is_empty() {
-            return jobs.iter().map(|j| run(self.fs.as_ref(), j)).collect();
+    /// Starts every job (in parallel) and returns at once; `done` gets the results.
+    pub fn submit(&self, jobs: Vec<SyncJob>, done: Done) {
+        if jobs.is_empty() {
+            done(Vec::new());
+            return;
         }
-        let (reply_tx, reply_rx) = mpsc::channel();
+        let pending = Arc::new(Mutex::new(Pending {
+            remaining: jobs.len(),
+            results: jobs.iter().map(|_| None).collect(),
+            done: Some(done),
+        }));
         let tx = self.tx.as_ref().expect("pool open");
-        let mut results: Vec<Option<io::Result<()>>> = jobs.iter().map(|_| None).collect();
-        // The calling thread works too: it takes the first job itself.
-        for (i, job) in jobs.iter().enumerate().skip(1) {
-            if tx.send((job.clone(), i, reply_tx.clone())).is_err() {
-                results[i] = Some(run(self.fs.as_ref(), job));
+        for (i, job) in jobs.into_iter().enumerate() {
+            if let Err(mpsc::SendError((job, i, pending))) = tx.send((job, i, Arc::clone(&pending)))
+            {
+                complete(self.fs.as_ref(), &job, i, &pending);
             }
         }
-        drop(reply_tx);
-        results[0] = Some(run(self.fs.as_ref(), &jobs[0]));
-        while let Ok((i, r)) = reply_rx.recv() {
-            results[i] = Some(r);
-        }
-        results
-            .into_iter()
-            .map(|r| r.unwrap_or_else(|| Err(io::Error::other("sync worker vanished"))))
-            .collect()
+    }
+
+    /// Runs every job, in parallel, and waits; results in job order.
+    pub fn run_all(&self, jobs: Vec<SyncJob>) -> Vec<io::Result<()>> {
+        let n = jobs.len();
+        let (tx, rx) = mpsc::channel();
+        self.submit(
+            jobs,
+            Box::new(move |results| {
+                let _ = tx.send(results);
+            }),
+        );
+        rx.recv().unwrap_or_else(|_| {
+            (0..n)
+                .map(|_| Err(io::Error::other("sync worker vanished")))
+                .collect()
+        })
     }
 }
 
-fn run(fs: &dyn FileSystem, job: &SyncJob) -> io::Result<()> {
-    match job {
+fn complete(fs: &dyn FileSystem, job: &SyncJob, index: usize, pending: &Mutex<Pending>) {
+    let result = match job {
         SyncJob::File(f) => f.sync_data(),
         SyncJob::Dir(d) => fs.sync_dir(d),
+        SyncJob::Filesystem(p) => fs.sync_filesystem(p),
+    };
+    let mut p = pending.lock();
+    p.results[index] = Some(result);
+    p.remaining -= 1;
+    if p.remaining == 0 {
+        let done = p.done.take().expect("done once");
+        let results = p
+            .results
+            .drain(..)
+            .map(|r| r.unwrap_or_else(|| Err(io::Error::other("sync job lost"))))
+            .collect();
+        drop(p);
+        done(results);
     }
 }
 
@@ -122,7 +161,7 @@ mod tests {
             ..Faults::default()
         });
         let pool = SyncPool::new(Arc::new(fs.clone()), 4).unwrap();
-        let results = pool.run_all(&files);
+        let results = pool.run_all(files);
         assert_eq!(results.len(), 11);
         assert!(results[..10].iter().all(|r| r.is_ok()));
         assert!(

@@ -360,3 +360,81 @@ fn short_writes_are_completed_transparently() {
     assert_eq!(got.len(), 10);
     assert_eq!(got[9].payload.as_ref(), payload("s", 9, 100));
 }
+
+#[test]
+fn a_failed_sync_with_a_later_batch_in_flight_fails_both_and_nothing_after_it_is_visible() {
+    for skip in 0..12 {
+        let fs = SimFs::new();
+        let (spool, _) =
+            Spool::open_with_fs("/spool", small_config(), Arc::new(fs.clone())).unwrap();
+        let s = name("s");
+        spool.append_blocking(&s, RecordIn::new("first")).unwrap();
+        fs.set_faults(Faults {
+            fail: vec![FailRule {
+                op: Op::Sync,
+                path_contains: None,
+                errno: EIO,
+                skip,
+                times: 1,
+            }],
+            ..Faults::default()
+        });
+        let results: Vec<(u64, Result<spillway_spool::Position, AppendError>)> =
+            std::thread::scope(|scope| {
+                let handles: Vec<_> = (0..8u64)
+                    .map(|t| {
+                        let (spool, s) = (spool.clone(), s.clone());
+                        scope.spawn(move || {
+                            (0..6u64)
+                                .map(|i| {
+                                    let n = t * 100 + i;
+                                    (
+                                        n,
+                                        spool.append_blocking(
+                                            &s,
+                                            RecordIn::new(payload("s", n, 30)),
+                                        ),
+                                    )
+                                })
+                                .collect::<Vec<_>>()
+                        })
+                    })
+                    .collect();
+                handles
+                    .into_iter()
+                    .flat_map(|h| h.join().unwrap())
+                    .collect()
+            });
+        let ok: std::collections::BTreeMap<u64, u64> = results
+            .iter()
+            .filter_map(|(n, r)| r.as_ref().ok().map(|p| (p.seq.0, *n)))
+            .collect();
+        let check = |spool: &Spool, what: &str| {
+            let got = read_all(spool, &s);
+            let got_ok: Vec<(u64, u64)> = got[1..]
+                .iter()
+                .map(|r| {
+                    let n: u64 = String::from_utf8_lossy(&r.payload)
+                        .split('#')
+                        .nth(1)
+                        .unwrap()
+                        .parse()
+                        .unwrap();
+                    assert_eq!(r.payload.as_ref(), payload("s", n, 30), "{what}: damaged");
+                    (r.position.seq.0, n)
+                })
+                .collect();
+            let want: Vec<(u64, u64)> = ok.iter().map(|(s, n)| (*s, *n)).collect();
+            assert_eq!(
+                got_ok, want,
+                "{what} (skip {skip}): exactly the acknowledged appends, in order"
+            );
+        };
+        check(&spool, "live");
+        drop(spool);
+        fs.restart(CrashMode::DropUnsynced);
+        let (spool, report) = Spool::open_with_fs("/spool", small_config(), Arc::new(fs)).unwrap();
+        assert_eq!(report.quarantined(), 0, "{:?}", report.actions);
+        check(&spool, "after restart");
+    }
+}
