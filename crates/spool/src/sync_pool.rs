@@ -106,12 +106,17 @@ impl SyncPool {
     }
 }
 
-fn complete(fs: &dyn FileSystem, job: &SyncJob, index: usize, pending: &Mutex<Pending>) {
-    let result = match job {
+/// Runs one job on the calling thread.
+pub(crate) fn run(fs: &dyn FileSystem, job: &SyncJob) -> io::Result<()> {
+    match job {
         SyncJob::File(f) => f.sync_data(),
         SyncJob::Dir(d) => fs.sync_dir(d),
         SyncJob::Filesystem(p) => fs.sync_filesystem(p),
-    };
+    }
+}
+
+fn complete(fs: &dyn FileSystem, job: &SyncJob, index: usize, pending: &Mutex<Pending>) {
+    let result = run(fs, job);
     let mut p = pending.lock();
     p.results[index] = Some(result);
     p.remaining -= 1;

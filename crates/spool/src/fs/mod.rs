@@ -9,7 +9,7 @@ pub mod sim;
 
 use std::fmt::Debug;
 use std::io;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 /// One open file.
@@ -230,11 +230,6 @@ impl FileSystem for RealFs {
             Ok(None)
         }
     }
-}
-
-/// Joins `dir` and `name` (helper for readability at call sites).
-pub fn join(dir: &Path, name: &str) -> PathBuf {
-    dir.join(name)
 }
 
 #[cfg(test)]

@@ -20,7 +20,7 @@ use crate::fs::FileHandle;
 use crate::segment::SegmentMeta;
 use crate::spool::Shared;
 use crate::stream::Stream;
-use crate::sync_pool::{SyncJob, SyncPool};
+use crate::sync_pool::{self, SyncJob, SyncPool};
 use crate::{AppendError, FlushError, FsyncPolicy, Position, RecordIn, Seq, StreamName};
 use group::Staged;
 use std::collections::{HashMap, VecDeque};
@@ -182,10 +182,7 @@ impl Writer {
                 };
             }
             // 2. Finish synced batches, in order.
-            while self.in_flight.front().is_some_and(|b| b.results.is_some()) {
-                let batch = self.in_flight.pop_front().expect("front");
-                self.finish(batch);
-            }
+            self.finish_synced();
             // 3. A flush runs once everything before it is finished.
             while matches!(queue.front(), Some(Queued::Flush(_))) && self.in_flight.is_empty() {
                 let Some(Queued::Flush(reply)) = queue.pop_front() else {
@@ -215,6 +212,7 @@ impl Writer {
                 }
                 queued_bytes -= bytes;
                 self.stage(appends);
+                self.finish_synced();
             }
             // 5. Timers.
             let now = Instant::now();
@@ -335,6 +333,21 @@ impl Writer {
             .counters
             .fsyncs
             .fetch_add(jobs.len() as u64, Ordering::Relaxed);
+        if self.in_flight.is_empty() && jobs.len() <= 1 {
+            // Nothing else in flight and one sync: run it here, sparing two thread hand-offs
+            // (the latency of a lone writer). Appends arriving meanwhile form the next batch.
+            let results = jobs
+                .iter()
+                .map(|j| sync_pool::run(shared.fs.as_ref(), j))
+                .collect();
+            self.in_flight.push_back(Batch {
+                id,
+                groups,
+                owner,
+                results: Some(results),
+            });
+            return;
+        }
         self.in_flight.push_back(Batch {
             id,
             groups,
@@ -348,6 +361,14 @@ impl Writer {
                 let _ = tx.send(Command::Synced { id, results });
             }),
         );
+    }
+
+    /// Finishes the synced batches at the front of the pipeline, in order.
+    fn finish_synced(&mut self) {
+        while self.in_flight.front().is_some_and(|b| b.results.is_some()) {
+            let batch = self.in_flight.pop_front().expect("front");
+            self.finish(batch);
+        }
     }
 
     /// Publishes or fails a synced batch (the oldest in flight).
