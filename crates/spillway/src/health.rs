@@ -56,6 +56,9 @@ pub struct HealthConfig {
     pub min_unhealthy: Duration,
     /// Consecutive successful probes needed to turn healthy again.
     pub recover_after: u32,
+    /// After a session cut, the fresh producer has this long to connect and get a producer id
+    /// before any of its partitions can be declared stalled.
+    pub session_grace: Duration,
 }
 
 impl Default for HealthConfig {
@@ -64,6 +67,7 @@ impl Default for HealthConfig {
             stall_after: Duration::from_secs(1),
             min_unhealthy: Duration::from_secs(1),
             recover_after: 2,
+            session_grace: Duration::from_secs(3),
         }
     }
 }
@@ -134,6 +138,8 @@ struct PartitionState {
     outstanding: u64,
     last_progress: Instant,
     unhealthy: Option<Unhealthy>,
+    /// When it last turned healthy again, if it ever was unhealthy.
+    recovered_at: Option<Instant>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -150,6 +156,8 @@ pub struct HealthTracker {
     leaders: HashMap<TopicPartition, i32>,
     brokers: HashMap<i32, BrokerState>,
     events: Vec<HealthEvent>,
+    /// No stall is declared before this instant (a fresh producer session is still connecting).
+    grace_until: Option<Instant>,
 }
 
 impl HealthTracker {
@@ -160,6 +168,7 @@ impl HealthTracker {
             leaders: HashMap::new(),
             brokers: HashMap::new(),
             events: Vec::new(),
+            grace_until: None,
         }
     }
 
@@ -172,6 +181,7 @@ impl HealthTracker {
             outstanding: 0,
             last_progress: now,
             unhealthy: None,
+            recovered_at: None,
         })
     }
 
@@ -184,8 +194,10 @@ impl HealthTracker {
         s.outstanding += 1;
     }
 
-    /// Kafka acknowledged a record of `tp`.
+    /// Kafka acknowledged a record of `tp`. The first acknowledgement of a session ends its
+    /// grace: the producer is connected and has its id.
     pub fn on_delivered(&mut self, tp: &TopicPartition, now: Instant) {
+        self.grace_until = None;
         let s = self.state(tp, now);
         s.outstanding = s.outstanding.saturating_sub(1);
         s.last_progress = now;
@@ -205,13 +217,12 @@ impl HealthTracker {
         s.outstanding = s.outstanding.saturating_sub(1);
     }
 
-    /// Forgets every outstanding count (after the producer session was cut: nothing is in
-    /// librdkafka any more).
-    pub fn on_session_cut(&mut self, now: Instant) {
-        for s in self.partitions.values_mut() {
-            s.outstanding = 0;
-            s.last_progress = now;
-        }
+    /// A fresh producer session starts: it needs time to connect, fetch metadata and get a
+    /// producer id before its first acknowledgement, so no partition is declared stalled for
+    /// `session_grace` from now, or until the session's first acknowledgement (a stall is then
+    /// measured from the end of the grace).
+    pub fn on_session_start(&mut self, now: Instant) {
+        self.grace_until = Some(now + self.config.session_grace);
     }
 
     /// The current leaders of a topic's partitions, from metadata.
@@ -268,22 +279,48 @@ impl HealthTracker {
         }
     }
 
-    /// Marks stalled partitions unhealthy. Returns the partitions that turned unhealthy now.
+    /// Marks stalled partitions unhealthy, and with each every other partition its leader
+    /// leads: a leader that does not answer for one partition does not answer for any (and
+    /// the others may just not have had traffic yet). Returns the partitions that had records
+    /// outstanding and turned unhealthy now (the ones worth cutting the session for).
     pub fn tick(&mut self, now: Instant) -> Vec<TopicPartition> {
+        let grace = self.grace_until;
+        if grace.is_some_and(|g| now < g) {
+            return Vec::new();
+        }
         let stall = self.config.stall_after;
         let stalled: Vec<(TopicPartition, Duration)> = self
             .partitions
             .iter()
             .filter(|(_, s)| s.unhealthy.is_none() && s.outstanding > 0)
             .filter_map(|(tp, s)| {
-                let quiet = now.saturating_duration_since(s.last_progress);
+                let since = grace.map_or(s.last_progress, |g| s.last_progress.max(g));
+                let quiet = now.saturating_duration_since(since);
                 (quiet >= stall).then(|| (tp.clone(), quiet))
             })
             .collect();
-        stalled
-            .into_iter()
-            .filter_map(|(tp, quiet)| self.mark(&tp, Reason::Stalled(quiet), now).then_some(tp))
-            .collect()
+        let mut newly = Vec::new();
+        for (tp, quiet) in stalled {
+            if self.mark(&tp, Reason::Stalled(quiet), now) {
+                newly.push(tp.clone());
+            }
+            let Some(leader) = self.leader(&tp) else {
+                continue;
+            };
+            let led: Vec<TopicPartition> = self
+                .leaders
+                .iter()
+                .filter(|(other, l)| **l == leader && **other != tp)
+                .map(|(other, _)| other.clone())
+                .collect();
+            for other in led {
+                let why = Reason::Forced(format!("leader broker {leader} stalled on {tp}"));
+                if self.mark(&other, why, now) && self.outstanding(&other) > 0 {
+                    newly.push(other);
+                }
+            }
+        }
+        newly
     }
 
     /// Marks `tp` unhealthy for `reason`; returns whether it was healthy before.
@@ -330,6 +367,7 @@ impl HealthTracker {
         {
             s.unhealthy = None;
             s.last_progress = now;
+            s.recovered_at = Some(now);
             self.events.push(HealthEvent {
                 partition: tp.clone(),
                 unhealthy: None,
@@ -359,6 +397,16 @@ impl HealthTracker {
             .collect();
         out.sort_by(|a, b| a.0.cmp(&b.0));
         out
+    }
+
+    /// Whether `tp` is healthy and has been for at least `settle` (a partition never unhealthy
+    /// has been healthy forever).
+    pub fn healthy_for(&self, tp: &TopicPartition, settle: Duration, now: Instant) -> bool {
+        self.partitions.get(tp).is_none_or(|s| {
+            s.unhealthy.is_none()
+                && s.recovered_at
+                    .is_none_or(|r| now.saturating_duration_since(r) >= settle)
+        })
     }
 
     /// Records outstanding for `tp`.
@@ -396,6 +444,41 @@ mod tests {
         assert_eq!(h.tick(t0 + ms(1000)), vec![tp.clone()]);
         assert!(!h.is_healthy(&tp));
         assert!(matches!(h.unhealthy()[0].1, Reason::Stalled(_)));
+    }
+
+    #[test]
+    fn a_fresh_session_gets_a_grace_period_before_any_stall() {
+        let (mut h, t0, tp) = tracker();
+        h.on_send(&tp, t0);
+        h.on_session_start(t0 + ms(500));
+        h.on_send(&tp, t0 + ms(600));
+        assert!(h.tick(t0 + ms(3400)).is_empty(), "within the grace (3 s)");
+        assert!(
+            h.tick(t0 + ms(4400)).is_empty(),
+            "a stall is measured from the grace's end"
+        );
+        assert_eq!(h.tick(t0 + ms(4500)), vec![tp]);
+    }
+
+    #[test]
+    fn a_stall_takes_down_every_partition_of_the_same_leader_only() {
+        let (mut h, t0, tp) = tracker();
+        h.on_leaders("t", &[(0, 1), (1, 1), (2, 2)]);
+        h.on_send(&tp, t0);
+        assert_eq!(h.tick(t0 + ms(1000)), vec![tp.clone()]);
+        assert!(!h.is_healthy(&TopicPartition::new("t", 1)), "same leader");
+        assert!(h.is_healthy(&TopicPartition::new("t", 2)), "another leader");
+    }
+
+    #[test]
+    fn the_first_acknowledgement_of_a_session_ends_its_grace() {
+        let (mut h, t0, tp) = tracker();
+        let other = TopicPartition::new("t", 1);
+        h.on_session_start(t0);
+        h.on_send(&tp, t0);
+        h.on_send(&other, t0);
+        h.on_delivered(&other, t0 + ms(100));
+        assert_eq!(h.tick(t0 + ms(1000)), vec![tp]);
     }
 
     #[test]

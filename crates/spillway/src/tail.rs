@@ -78,6 +78,18 @@ impl TailReader {
         })
     }
 
+    /// Whether the leader of a partition answers: refreshes the topic's metadata (the client's
+    /// cache may be stale after a broker came back) and asks the leader for its watermarks.
+    pub fn probe(
+        &self,
+        topic: &str,
+        partition: i32,
+        timeout: Duration,
+    ) -> Result<(i64, i64), KafkaError> {
+        self.consumer.fetch_metadata(Some(topic), timeout)?;
+        self.watermarks(topic, partition, timeout)
+    }
+
     /// The low and high watermarks of a partition, asked of its leader.
     pub fn watermarks(
         &self,

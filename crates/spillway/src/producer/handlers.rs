@@ -9,7 +9,7 @@ use rdkafka::types::RDKafkaErrorCode;
 
 use super::Shared;
 use super::ffi::Persistence;
-use super::outcome::{DeliveryError, Outcome};
+use super::outcome::{DeliveryError, Outcome, SendError};
 use super::session::{Pending, Session, may_be_in_kafka};
 use crate::ErrorClass;
 use crate::deadletter::DeadLetter;
@@ -45,7 +45,8 @@ impl Shared {
     pub(crate) fn on_delivered(&self, pending: Pending, partition: i32, offset: i64) {
         let tp = pending.tp();
         self.health.lock().on_delivered(&tp, Instant::now());
-        {
+        let offset = (offset >= 0).then_some(offset);
+        if let Some(offset) = offset {
             let mut last = self.last_delivered.lock();
             let entry = last.entry(tp).or_insert(offset);
             *entry = (*entry).max(offset);
@@ -62,6 +63,7 @@ impl Shared {
         let error = DeliveryError::from_code(code);
         let tp = pending.tp();
         let now = Instant::now();
+        tracing::debug!(id = %pending.record.id, partition = %tp, session = pending.session, ?persisted, "delivery failed: {code:?}");
         match error.class {
             ErrorClass::Transient if blames_partition(code) => {
                 self.health
@@ -81,7 +83,7 @@ impl Shared {
             self.wake();
             return;
         }
-        let maybe = may_be_in_kafka(code, persisted);
+        let maybe = may_be_in_kafka(persisted);
         let replaceable = pending.placed_by_us && self.opts.replace_keyless;
         if replaceable && !self.closed.load(Ordering::Relaxed) {
             if maybe {
@@ -155,14 +157,18 @@ impl Shared {
             }
         };
         let old = self.session.write().replace(Arc::new(fresh));
+        self.health.lock().on_session_start(Instant::now());
         self.counters.cuts.fetch_add(1, Ordering::Relaxed);
         tracing::warn!(session = id, "producer session cut: {reason}");
         if let Some(old) = old {
-            old.producer
-                .purge(PurgeConfig::default().queue().inflight());
-            // Dropping polls out the purge reports (in this thread) and frees the instance.
-            drop(old);
+            retire(old, self.retire_patience());
         }
+    }
+
+    /// How long a retired session may take to report its last records: librdkafka's own
+    /// timeout backstop plus a margin.
+    pub(crate) fn retire_patience(&self) -> std::time::Duration {
+        self.backstop + std::time::Duration::from_secs(5)
     }
 
     /// Moves health changes from the tracker to the event list (and counts failovers).
@@ -286,15 +292,31 @@ impl Shared {
             let mut pending = Box::new(pending);
             pending.partition = partition;
             self.counters.replaced.fetch_add(1, Ordering::Relaxed);
-            if let Err((e, pending)) = self.dispatch(pending) {
-                let error = DeliveryError::local(ErrorClass::Transient, e.to_string());
-                self.finish(
-                    *pending,
-                    Outcome::NotPersisted {
-                        partition: Some(partition),
-                        error,
-                    },
-                );
+            match self.dispatch(pending) {
+                Ok(()) => {}
+                // The session went fatal (or its queue is full): the record is fine. Keep it
+                // for the next round, after the cut this error asks for.
+                Err((SendError::Kafka(e), pending))
+                    if e.class == ErrorClass::Fatal
+                        || e.code == Some(RDKafkaErrorCode::QueueFull) =>
+                {
+                    let session = pending.session;
+                    self.requeue.lock().push_front(*pending);
+                    if e.class == ErrorClass::Fatal {
+                        self.request_cut(session, format!("fatal producer: {e}"));
+                    }
+                    return;
+                }
+                Err((e, pending)) => {
+                    let error = DeliveryError::local(ErrorClass::Transient, e.to_string());
+                    self.finish(
+                        *pending,
+                        Outcome::NotPersisted {
+                            partition: Some(partition),
+                            error,
+                        },
+                    );
+                }
             }
         }
     }
@@ -327,4 +349,49 @@ impl Shared {
             },
         );
     }
+}
+
+/// Retires a cut session on its own thread (so the supervisor carries on with the fresh one):
+/// purges it and waits until librdkafka has reported every one of its records (the session's
+/// poll thread runs our delivery callback for each), then drops it. Dropping earlier would
+/// leave reports unsent and their callers waiting.
+///
+/// The purge repeats while waiting: a `send` that took the session just before it was swapped
+/// out may still enqueue into it, and such a record must fail with the rest rather than be
+/// delivered after an earlier record of its partition failed. After a fatal error librdkafka
+/// can hold a retried batch where purge does not reach it; those records are reported when
+/// librdkafka's own `message.timeout.ms` backstop expires, so the wait lasts that long.
+pub(crate) fn retire(old: Arc<Session>, patience: std::time::Duration) {
+    let id = old.id;
+    let spawned = std::thread::Builder::new()
+        .name(format!("spillway-retire-{id}"))
+        .spawn(move || drain_and_drop(old, patience));
+    if let Err(e) = spawned {
+        tracing::error!(
+            session = id,
+            "cannot start a thread to retire the session: {e}"
+        );
+    }
+}
+
+/// [`retire`] in the calling thread (at shutdown).
+pub(crate) fn drain_and_drop(old: Arc<Session>, patience: std::time::Duration) {
+    let deadline = Instant::now() + patience;
+    loop {
+        old.producer
+            .purge(PurgeConfig::default().queue().inflight());
+        if old.producer.in_flight_count() == 0 || Instant::now() >= deadline {
+            break;
+        }
+        old.producer.poll(std::time::Duration::from_millis(10));
+    }
+    let left = old.producer.in_flight_count();
+    if left > 0 {
+        tracing::error!(
+            session = old.id,
+            left,
+            "records still unreported after a purge; their callers get no outcome"
+        );
+    }
+    drop(old);
 }

@@ -96,6 +96,9 @@ pub struct ProducerOptions {
     /// How long a possibly persisted keyless record may wait for its tail check before the
     /// caller gets `PossiblyPersisted`.
     pub resolve_timeout: Duration,
+    /// A tail check waits until its partition has been healthy this long, so that requests
+    /// stuck in a healed network partition have landed first.
+    pub resolve_settle: Duration,
     /// Most records a tail check may scan.
     pub max_tail_scan: i64,
     /// How long topic metadata is cached.
@@ -120,6 +123,7 @@ impl ProducerOptions {
             replace_keyless: true,
             max_attempts: 5,
             resolve_timeout: Duration::from_secs(60),
+            resolve_settle: Duration::from_secs(2),
             max_tail_scan: 1_000_000,
             metadata_ttl: Duration::from_secs(10),
             dead_letter_log: None,
@@ -181,6 +185,8 @@ pub(crate) struct Shared {
     me: std::sync::Weak<Shared>,
     opts: ProducerOptions,
     config: ClientConfig,
+    /// librdkafka's `message.timeout.ms` as we set it: a backstop beyond our own detection.
+    backstop: Duration,
     session: RwLock<Option<Arc<Session>>>,
     next_session: AtomicU64,
     health: Mutex<HealthTracker>,
@@ -242,6 +248,7 @@ impl Producer {
             health: Mutex::new(HealthTracker::new(opts.health)),
             sticky: StickyChooser::new(opts.sticky_run),
             config,
+            backstop,
             session: RwLock::new(None),
             next_session: AtomicU64::new(1),
             meta: Mutex::new(HashMap::new()),
@@ -261,6 +268,7 @@ impl Producer {
         });
         let first = Session::start(&shared.config, shared.me.clone(), 0)?;
         *shared.session.write() = Some(Arc::new(first));
+        shared.health.lock().on_session_start(Instant::now());
         let threads = supervisor::spawn(&shared)?;
         Ok(Self {
             shared,
@@ -389,10 +397,7 @@ impl Producer {
         self.flush(timeout);
         let last = self.shared.session.write().take();
         if let Some(session) = last {
-            session
-                .producer
-                .purge(rdkafka::producer::PurgeConfig::default().queue().inflight());
-            drop(session);
+            handlers::drain_and_drop(session, self.shared.retire_patience());
         }
         self.shared.wake();
         for t in self.threads.drain(..) {

@@ -55,8 +55,10 @@ impl fmt::Display for DeliveryError {
 /// What Kafka did with a record, as far as anyone can know.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
-    /// Kafka acknowledged it (acks=all) at this partition and offset.
-    Delivered { partition: i32, offset: i64 },
+    /// Kafka acknowledged it (acks=all) in this partition, at this offset when the broker said
+    /// (librdkafka reports some acknowledgements, such as a retried batch the broker already
+    /// had, without an offset).
+    Delivered { partition: i32, offset: Option<i64> },
     /// Surely not in Kafka: never sent, or refused with nothing written. Safe to resend.
     NotPersisted {
         partition: Option<i32>,

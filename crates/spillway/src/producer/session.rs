@@ -81,6 +81,12 @@ impl ClientContext for SessionContext {
             if let Some(shared) = self.shared.upgrade() {
                 shared.request_cut(self.session, format!("fatal producer error: {reason}"));
             }
+        } else if matches!(
+            error.rdkafka_error_code(),
+            Some(RDKafkaErrorCode::BrokerTransportFailure | RDKafkaErrorCode::AllBrokersDown)
+        ) {
+            // librdkafka logs these itself; the health tracker acts on them.
+            tracing::debug!(session = self.session, %reason, "librdkafka: {error}");
         } else {
             tracing::warn!(session = self.session, %reason, "librdkafka error: {error}");
         }
@@ -89,6 +95,8 @@ impl ClientContext for SessionContext {
     fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, log_message: &str) {
         use rdkafka::config::RDKafkaLogLevel as L;
         match level {
+            // Connection failures: expected during an outage, which Spillway handles.
+            L::Error if fac == "FAIL" => tracing::warn!(target: "librdkafka", fac, "{log_message}"),
             L::Emerg | L::Alert | L::Critical | L::Error => {
                 tracing::error!(target: "librdkafka", fac, "{log_message}")
             }
@@ -153,13 +161,9 @@ impl std::fmt::Debug for Session {
     }
 }
 
-/// Whether a failed record may be in Kafka, in outcome terms.
-pub(crate) fn may_be_in_kafka(code: RDKafkaErrorCode, persisted: Persistence) -> bool {
-    match persisted {
-        Persistence::NotPersisted => false,
-        // Purged in flight: the request may have reached the broker.
-        Persistence::PossiblyPersisted | Persistence::Persisted => {
-            code != RDKafkaErrorCode::PurgeQueue
-        }
-    }
+/// Whether a failed record may be in Kafka, in outcome terms. librdkafka's status is the truth:
+/// a record purged from the queue after an earlier attempt was sent is still possibly
+/// persisted, whatever the purge code says.
+pub(crate) fn may_be_in_kafka(persisted: Persistence) -> bool {
+    persisted != Persistence::NotPersisted
 }

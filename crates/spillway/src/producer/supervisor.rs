@@ -70,6 +70,7 @@ fn supervise(weak: Weak<Shared>) {
 
 fn probe(weak: Weak<Shared>, tail: TailReader) {
     let mut last_probe = Instant::now() - Duration::from_secs(3600);
+    let mut reachable_since: HashMap<TopicPartition, Instant> = HashMap::new();
     loop {
         std::thread::sleep(TICK);
         let Some(shared) = weak.upgrade() else { return };
@@ -81,7 +82,7 @@ fn probe(weak: Weak<Shared>, tail: TailReader) {
         }
         last_probe = Instant::now();
         probe_unhealthy(&shared, &tail);
-        resolve_unresolved(&shared, &tail);
+        resolve_unresolved(&shared, &tail, &mut reachable_since);
         refresh_stale_metadata(&shared);
     }
 }
@@ -114,7 +115,7 @@ fn probe_unhealthy(shared: &Shared, tail: &TailReader) {
         };
         for group in groups {
             let first = &group[0];
-            let result = tail.watermarks(&first.topic, first.partition, shared.opts.probe_timeout);
+            let result = tail.probe(&first.topic, first.partition, shared.opts.probe_timeout);
             tracing::debug!(partition = %first, ?leader, "probe: {result:?}");
             let ok = result.is_ok();
             let now = Instant::now();
@@ -127,20 +128,28 @@ fn probe_unhealthy(shared: &Shared, tail: &TailReader) {
     shared.collect_events();
 }
 
-/// Tail checks for possibly persisted keyless records whose partition is healthy again.
-fn resolve_unresolved(shared: &Shared, tail: &TailReader) {
+/// Tail checks for possibly persisted keyless records whose partition is healthy again, and has
+/// been for `resolve_settle`: when a network partition heals, requests that were stuck in it
+/// still arrive at the broker; checking before they land would miss them and resend.
+fn resolve_unresolved(
+    shared: &Shared,
+    tail: &TailReader,
+    reachable_since: &mut HashMap<TopicPartition, Instant>,
+) {
     let waiting: Vec<Pending> = std::mem::take(&mut *shared.unresolved.lock());
     if waiting.is_empty() {
+        reachable_since.clear();
         return;
     }
     let mut keep = Vec::new();
     let mut ready: HashMap<TopicPartition, Vec<Pending>> = HashMap::new();
     {
         let health = shared.health.lock();
+        let now = Instant::now();
         for p in waiting {
             if p.sent_at.elapsed() > shared.opts.resolve_timeout {
                 keep.push((p, true));
-            } else if health.is_healthy(&p.tp()) {
+            } else if health.healthy_for(&p.tp(), shared.opts.resolve_settle, now) {
                 ready.entry(p.tp()).or_default().push(p);
             } else {
                 keep.push((p, false));
@@ -155,6 +164,25 @@ fn resolve_unresolved(shared: &Shared, tail: &TailReader) {
         }
     }
     for (tp, pendings) in ready {
+        // The leader must have answered us for `resolve_settle` before we trust its tail: a
+        // request stuck in a network partition lands when the partition heals, which can be
+        // after our health tracker (or this reader) first sees the leader again.
+        let reachable = tail
+            .watermarks(&tp.topic, tp.partition, shared.opts.probe_timeout)
+            .is_ok();
+        if !reachable {
+            reachable_since.remove(&tp);
+        }
+        let settled = reachable
+            && reachable_since
+                .entry(tp.clone())
+                .or_insert_with(Instant::now)
+                .elapsed()
+                >= shared.opts.resolve_settle;
+        if !settled {
+            shared.unresolved.lock().extend(pendings);
+            continue;
+        }
         let after = pendings.iter().map(|p| p.known_before).min().flatten();
         let ids: HashSet<_> = pendings.iter().map(|p| p.record.id.clone()).collect();
         match tail.find(
@@ -177,7 +205,7 @@ fn resolve_unresolved(shared: &Shared, tail: &TailReader) {
                                 p,
                                 Outcome::Delivered {
                                     partition,
-                                    offset: *offset,
+                                    offset: Some(*offset),
                                 },
                             );
                         }

@@ -20,6 +20,7 @@ pub fn options(bootstrap: &str) -> ProducerOptions {
         stall_after: Duration::from_millis(1000),
         min_unhealthy: Duration::from_millis(500),
         recover_after: 2,
+        session_grace: Duration::from_secs(3),
     };
     opts.probe_interval = Duration::from_millis(250);
     opts.probe_timeout = Duration::from_millis(500);
@@ -66,7 +67,11 @@ pub fn delivered(records: &[TopicRecord]) -> Vec<Delivered> {
 /// Every `Delivered` outcome names the partition and offset where Kafka holds the record.
 pub fn check_offsets(deliveries: &[Delivery], records: &[TopicRecord]) {
     for d in deliveries {
-        if let Outcome::Delivered { partition, offset } = d.outcome {
+        if let Outcome::Delivered {
+            partition,
+            offset: Some(offset),
+        } = d.outcome
+        {
             let found = records
                 .iter()
                 .find(|r| r.partition == partition && r.offset == offset)
