@@ -5,15 +5,18 @@
 //! (`spillway-spool`), and reaches Kafka once and in order per key when the cluster returns.
 //! The design is written here as it is built.
 
+pub mod api;
 pub mod classify;
 pub mod config;
 pub mod deadletter;
+pub mod envelope;
 pub mod health;
 pub mod partitioner;
 pub mod producer;
 pub mod record;
 pub mod tail;
 
+pub use api::{Accepted, Priority, ReceiptStatus, Record, RejectReason, Rejected};
 pub use classify::{ErrorClass, classify};
 pub use config::{Compression, ConfigError, Finding, KafkaSettings, Severity, lint};
 pub use producer::{

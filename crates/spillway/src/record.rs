@@ -22,8 +22,8 @@ use serde::{Deserialize, Serialize};
 /// The header that carries a record's [`SpillwayId`].
 pub const ID_HEADER: &str = "spillway.id";
 
-/// A record's unique id: instance, boot and sequence.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+/// A record's unique id: instance, boot and sequence. Serialised as its header text.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct SpillwayId {
     pub instance: u64,
     pub boot: u32,
@@ -33,6 +33,20 @@ pub struct SpillwayId {
 impl fmt::Display for SpillwayId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{:016x}:{}:{}", self.instance, self.boot, self.seq)
+    }
+}
+
+impl Serialize for SpillwayId {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for SpillwayId {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        SpillwayId::parse(text.as_bytes())
+            .ok_or_else(|| serde::de::Error::custom(format!("not a spillway id: {text:?}")))
     }
 }
 
