@@ -50,7 +50,9 @@ pub struct SpoolConfig {
     /// Threads that issue `fdatasync` in parallel when a batch touches several files.
     pub sync_threads: usize,
     /// Group commits whose syncs may run at the same time (pipelining: the writer writes batch
-    /// N+1 while batch N's fdatasync runs; results are still published in order). 1 disables.
+    /// N+1 while batch N's fdatasync runs; results are still published in order). 1, the
+    /// default, disables it: on the 2-core benchmark machine two in flight was not measurably
+    /// faster (see `docs/benchmarks.md`); try 2 on machines with more cores or faster disks.
     pub commits_in_flight: usize,
     /// When one group commit touches at least this many files (many streams), make them durable
     /// with one `syncfs(2)` of the spool's filesystem instead of one `fdatasync` per file (about
@@ -75,7 +77,7 @@ impl Default for SpoolConfig {
             max_batch_bytes: 4 * 1024 * 1024,
             checkpoint_interval: Duration::from_secs(1),
             sync_threads: 32,
-            commits_in_flight: 2,
+            commits_in_flight: 1,
             syncfs_min_files: None,
             index_interval_bytes: 256 * 1024,
             recovery: RecoveryMode::default(),

@@ -14,10 +14,11 @@
 //! - **Throughput scales with concurrency.** One writer thread takes every pending append, writes
 //!   each stream's share with one positional write, syncs every touched file once (a fixed pool
 //!   of sync threads issues the syncs of different files in parallel, or one `syncfs` when
-//!   configured), then completes all waiters. The group commit is pipelined: while one batch's
-//!   fdatasync runs, the writer already writes the next one (`commits_in_flight`, default 2);
-//!   batches are still published strictly in order. Waiting works for async callers and
-//!   blocking ones (a tokio `oneshot`, no runtime needed here).
+//!   configured), then completes all waiters. The group commit can be pipelined: while one
+//!   batch's fdatasync runs, the writer already writes the next (`commits_in_flight`; off by
+//!   default, as it did not pay on the 2-core benchmark machine); batches are still published
+//!   strictly in order. Waiting works for async callers and blocking ones (a tokio `oneshot`,
+//!   no runtime needed here).
 //! - **Thousands of streams are cheap.** A stream is a directory and its files; no thread, no
 //!   buffer. The writer keeps at most 1024 segment files open and closes idle ones.
 //! - **Memory independent of the backlog.** No record is kept in memory beyond the batch being

@@ -290,8 +290,14 @@ fn concurrent_workload(spool: &Spool, log: &std::sync::Mutex<Log>) {
 
 #[test]
 fn every_acknowledged_concurrent_append_survives_a_crash_at_every_operation() {
+    // Two commits in flight: a crash may hit while one batch syncs and the next is written.
+    let cfg = SpoolConfig {
+        commits_in_flight: 2,
+        ..config()
+    };
     let reference = SimFs::new();
-    let (spool, _) = Spool::open_with_fs("/spool", config(), Arc::new(reference.clone())).unwrap();
+    let (spool, _) =
+        Spool::open_with_fs("/spool", cfg.clone(), Arc::new(reference.clone())).unwrap();
     let start = reference.ops();
     concurrent_workload(&spool, &std::sync::Mutex::new(Log::default()));
     let ops = reference.ops() - start;
@@ -299,7 +305,8 @@ fn every_acknowledged_concurrent_append_survives_a_crash_at_every_operation() {
     for k in 1..=ops + 10 {
         for mode in [CrashMode::DropUnsynced, CrashMode::KeepSomeUnsynced(k)] {
             let fs = SimFs::new();
-            let (spool, _) = Spool::open_with_fs("/spool", config(), Arc::new(fs.clone())).unwrap();
+            let (spool, _) =
+                Spool::open_with_fs("/spool", cfg.clone(), Arc::new(fs.clone())).unwrap();
             let crash_at = fs.ops() + k;
             fs.set_faults(Faults {
                 crash_at_op: Some(crash_at),

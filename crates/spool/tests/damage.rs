@@ -363,10 +363,14 @@ fn short_writes_are_completed_transparently() {
 
 #[test]
 fn a_failed_sync_with_a_later_batch_in_flight_fails_both_and_nothing_after_it_is_visible() {
+    // Two commits in flight, so a later batch of the stream is written while one syncs.
+    let cfg = SpoolConfig {
+        commits_in_flight: 2,
+        ..small_config()
+    };
     for skip in 0..12 {
         let fs = SimFs::new();
-        let (spool, _) =
-            Spool::open_with_fs("/spool", small_config(), Arc::new(fs.clone())).unwrap();
+        let (spool, _) = Spool::open_with_fs("/spool", cfg.clone(), Arc::new(fs.clone())).unwrap();
         let s = name("s");
         spool.append_blocking(&s, RecordIn::new("first")).unwrap();
         fs.set_faults(Faults {
