@@ -418,6 +418,20 @@ mod tests {
     }
 
     #[test]
+    fn the_example_config_parses_and_states_the_defaults() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/spillway.toml");
+        let text = std::fs::read_to_string(&path).unwrap();
+        let example = Config::from_toml_and_env(&text, "deploy/spillway.toml", env(&[])).unwrap();
+        let mut example = example;
+        example.library = toml::Table::new();
+        assert_eq!(
+            toml::to_string(&example).unwrap(),
+            toml::to_string(&Config::default()).unwrap(),
+            "deploy/spillway.toml and the defaults disagree"
+        );
+    }
+
+    #[test]
     fn contradictory_limits_are_refused() {
         let text = "[limits]\nmax_body_bytes = 100\nmax_inflight_bytes = 10\n";
         assert!(matches!(
