@@ -409,6 +409,66 @@ impl HealthTracker {
         })
     }
 
+    /// The longest time a partition with records outstanding has gone without progress.
+    pub fn longest_stall(&self, now: Instant) -> Option<Duration> {
+        let grace = self.grace_until;
+        self.partitions
+            .values()
+            .filter(|s| s.outstanding > 0)
+            .map(|s| {
+                let since = grace.map_or(s.last_progress, |g| s.last_progress.max(g));
+                now.saturating_duration_since(since)
+            })
+            .max()
+    }
+
+    /// Partitions known (with a leader in the metadata) and how many of them are unhealthy.
+    pub fn known_and_unhealthy(&self) -> (usize, usize) {
+        let known = self.leaders.len();
+        let unhealthy = self
+            .leaders
+            .keys()
+            .filter(|tp| {
+                self.partitions
+                    .get(*tp)
+                    .is_some_and(|s| s.unhealthy.is_some())
+            })
+            .count();
+        (known, unhealthy)
+    }
+
+    /// One partition of every leader none of whose partitions is unhealthy (probe targets).
+    pub fn healthy_leaders(&self) -> Vec<(i32, TopicPartition)> {
+        let mut bad = std::collections::HashSet::new();
+        for (tp, leader) in &self.leaders {
+            if !self.is_healthy(tp) {
+                bad.insert(*leader);
+            }
+        }
+        let mut out: HashMap<i32, TopicPartition> = HashMap::new();
+        for (tp, leader) in &self.leaders {
+            if *leader >= 0 && !bad.contains(leader) {
+                out.entry(*leader).or_insert_with(|| tp.clone());
+            }
+        }
+        let mut out: Vec<_> = out.into_iter().collect();
+        out.sort();
+        out
+    }
+
+    /// Marks every partition `leader` leads unhealthy.
+    pub fn mark_leader(&mut self, leader: i32, why: &str, now: Instant) {
+        let led: Vec<TopicPartition> = self
+            .leaders
+            .iter()
+            .filter(|(_, l)| **l == leader)
+            .map(|(tp, _)| tp.clone())
+            .collect();
+        for tp in led {
+            self.mark(&tp, Reason::Forced(why.to_string()), now);
+        }
+    }
+
     /// Records outstanding for `tp`.
     pub fn outstanding(&self, tp: &TopicPartition) -> u64 {
         self.partitions.get(tp).map_or(0, |s| s.outstanding)
@@ -479,6 +539,18 @@ mod tests {
         h.on_send(&other, t0);
         h.on_delivered(&other, t0 + ms(100));
         assert_eq!(h.tick(t0 + ms(1000)), vec![tp]);
+    }
+
+    #[test]
+    fn while_one_leader_is_down_the_others_become_probe_targets() {
+        let (mut h, t0, tp) = tracker();
+        h.on_leaders("t", &[(0, 1), (1, 2), (2, 3), (3, 2)]);
+        h.mark(&tp, Reason::Forced("x".into()), t0);
+        let targets: Vec<i32> = h.healthy_leaders().into_iter().map(|(l, _)| l).collect();
+        assert_eq!(targets, vec![2, 3]);
+        h.mark_leader(2, "probe failed", t0);
+        assert!(!h.is_healthy(&TopicPartition::new("t", 3)));
+        assert_eq!(h.healthy_leaders().len(), 1);
     }
 
     #[test]

@@ -110,12 +110,50 @@ impl TailReader {
         ids: &HashSet<SpillwayId>,
         timeout: Duration,
     ) -> Result<HashMap<SpillwayId, i64>, TailError> {
+        if ids.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let mut found = HashMap::new();
+        self.scan(topic, partition, after, timeout, |id, offset| {
+            if ids.contains(&id) {
+                found.insert(id, offset);
+            }
+            found.len() < ids.len()
+        })?;
+        Ok(found)
+    }
+
+    /// Every `spillway.id` in `topic`/`partition` after offset `after`, with its offset.
+    pub fn collect(
+        &self,
+        topic: &str,
+        partition: i32,
+        after: Option<i64>,
+        timeout: Duration,
+    ) -> Result<HashMap<SpillwayId, i64>, TailError> {
+        let mut found = HashMap::new();
+        self.scan(topic, partition, after, timeout, |id, offset| {
+            found.insert(id, offset);
+            true
+        })?;
+        Ok(found)
+    }
+
+    /// Calls `visit` with every `spillway.id` after `after` up to the high watermark, until it
+    /// returns false.
+    fn scan(
+        &self,
+        topic: &str,
+        partition: i32,
+        after: Option<i64>,
+        timeout: Duration,
+        mut visit: impl FnMut(SpillwayId, i64) -> bool,
+    ) -> Result<(), TailError> {
         let deadline = Instant::now() + timeout;
         let (low, high) = self.watermarks(topic, partition, timeout)?;
         let start = after.map_or(low, |a| (a + 1).max(low));
-        let mut found = HashMap::new();
-        if start >= high || ids.is_empty() {
-            return Ok(found);
+        if start >= high {
+            return Ok(());
         }
         if high - start > self.max_scan {
             return Err(TailError::TooLong {
@@ -130,8 +168,8 @@ impl TailReader {
         self.consumer.assign(&tpl)?;
         let mut at = start;
         let result = loop {
-            if at >= high || found.len() == ids.len() {
-                break Ok(found);
+            if at >= high {
+                break Ok(());
             }
             if Instant::now() >= deadline {
                 break Err(TailError::Timeout {
@@ -156,8 +194,8 @@ impl TailReader {
                     .and_then(SpillwayId::parse)
             });
             if let Some(id) = id {
-                if ids.contains(&id) {
-                    found.insert(id, message.offset());
+                if !visit(id, message.offset()) {
+                    break Ok(());
                 }
             }
         };

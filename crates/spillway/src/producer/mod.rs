@@ -209,7 +209,7 @@ pub(crate) struct Shared {
 /// The Kafka-side producer. See the module documentation. Cheap to share behind an `Arc`.
 pub struct Producer {
     shared: Arc<Shared>,
-    threads: Vec<JoinHandle<()>>,
+    threads: Mutex<Vec<JoinHandle<()>>>,
     warnings: Vec<Finding>,
 }
 
@@ -272,7 +272,7 @@ impl Producer {
         let threads = supervisor::spawn(&shared)?;
         Ok(Self {
             shared,
-            threads,
+            threads: Mutex::new(threads),
             warnings,
         })
     }
@@ -305,6 +305,27 @@ impl Producer {
             .health
             .lock()
             .is_healthy(&TopicPartition::new(topic, partition))
+    }
+
+    /// Whether `topic`/`partition` has been healthy for at least `settle`.
+    pub fn healthy_for(&self, topic: &str, partition: i32, settle: Duration) -> bool {
+        self.shared.health.lock().healthy_for(
+            &TopicPartition::new(topic, partition),
+            settle,
+            Instant::now(),
+        )
+    }
+
+    /// The longest time a partition with records in flight has gone without progress.
+    pub fn longest_stall(&self) -> Option<Duration> {
+        self.shared.health.lock().longest_stall(Instant::now())
+    }
+
+    /// Whether some broker looks reachable: false only when every known partition is
+    /// unhealthy (and at least one is known).
+    pub fn any_broker_reachable(&self) -> bool {
+        let (known, unhealthy) = self.shared.health.lock().known_and_unhealthy();
+        known == 0 || unhealthy < known
     }
 
     /// Every unhealthy partition, why, and since when.
@@ -386,11 +407,12 @@ impl Producer {
 
     /// Stops accepting records, waits up to `timeout` for outstanding ones, then cuts whatever
     /// is left (so each gets an outcome) and stops the threads.
-    pub fn close(mut self, timeout: Duration) {
+    pub fn close(self, timeout: Duration) {
         self.shutdown(timeout);
     }
 
-    fn shutdown(&mut self, timeout: Duration) {
+    /// [`Producer::close`] through a shared reference (later calls do nothing).
+    pub fn shutdown(&self, timeout: Duration) {
         if self.shared.closed.swap(true, Ordering::SeqCst) {
             return;
         }
@@ -400,7 +422,8 @@ impl Producer {
             handlers::drain_and_drop(session, self.shared.retire_patience());
         }
         self.shared.wake();
-        for t in self.threads.drain(..) {
+        let threads: Vec<JoinHandle<()>> = self.threads.lock().drain(..).collect();
+        for t in threads {
             let _ = t.join();
         }
         // Anything left waiting for a re-placement or a tail check gets its outcome now.
@@ -411,6 +434,14 @@ impl Producer {
 impl Drop for Producer {
     fn drop(&mut self) {
         self.shutdown(Duration::from_secs(1));
+    }
+}
+
+impl Producer {
+    /// The librdkafka client configuration the producer was built from (for companion clients:
+    /// tail readers, canaries).
+    pub fn client_config(&self) -> &ClientConfig {
+        &self.shared.config
     }
 }
 

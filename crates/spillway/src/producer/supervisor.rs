@@ -125,7 +125,27 @@ fn probe_unhealthy(shared: &Shared, tail: &TailReader) {
             }
         }
     }
+    probe_suspects(shared, tail);
     shared.collect_events();
+}
+
+/// While some leader is unreachable, the others are suspects too (a whole cluster may be
+/// gone, and partitions without traffic would only find out when a record stalls on them):
+/// probe one partition of every other leader, and mark its partitions unhealthy if it fails.
+fn probe_suspects(shared: &Shared, tail: &TailReader) {
+    let suspects: Vec<(i32, TopicPartition)> = shared.health.lock().healthy_leaders();
+    for (leader, tp) in suspects {
+        if tail
+            .probe(&tp.topic, tp.partition, shared.opts.probe_timeout)
+            .is_err()
+        {
+            let why = format!("leader broker {leader} did not answer a probe");
+            shared
+                .health
+                .lock()
+                .mark_leader(leader, &why, Instant::now());
+        }
+    }
 }
 
 /// Tail checks for possibly persisted keyless records whose partition is healthy again, and has

@@ -1,0 +1,170 @@
+//! Prometheus metrics of the library (DESIGN G6: every shed, drop, dead letter, fsync, breaker
+//! transition and failover is counted). Names follow Prometheus conventions and match the
+//! dashboard and alert rules in `deploy/`. Counters get their `_total` suffix from the encoder.
+
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+type Labels = Vec<(&'static str, String)>;
+
+fn fsync_histogram() -> Histogram {
+    // 50 µs .. ~1.6 s
+    Histogram::new(exponential_buckets(0.000_05, 2.0, 16))
+}
+
+/// Every metric the library exports. Cheap to clone (shared state).
+#[derive(Debug, Clone)]
+pub struct Metrics {
+    pub records: Family<Labels, Counter>,
+    pub deliveries: Family<Labels, Counter>,
+    pub delivery_errors: Family<Labels, Counter>,
+    pub spool_records: Family<Labels, Gauge>,
+    pub spool_bytes: Gauge,
+    pub spool_capacity_bytes: Gauge,
+    pub spool_oldest_age: Family<Labels, Gauge<f64, std::sync::atomic::AtomicU64>>,
+    pub spool_fsync: Histogram,
+    pub breaker_state: Family<Labels, Gauge>,
+    pub breaker_transitions: Family<Labels, Counter>,
+    pub sheds: Family<Labels, Counter>,
+    pub dead_letters: Family<Labels, Counter>,
+    pub failovers: Family<Labels, Counter>,
+    pub partition_healthy: Family<Labels, Gauge>,
+    pub broker_reachable: Family<Labels, Gauge>,
+    pub inflight_bytes: Gauge,
+    pub order_breaks: Counter,
+    pub dedup_found: Counter,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self {
+            records: Family::default(),
+            deliveries: Family::default(),
+            delivery_errors: Family::default(),
+            spool_records: Family::default(),
+            spool_bytes: Gauge::default(),
+            spool_capacity_bytes: Gauge::default(),
+            spool_oldest_age: Family::default(),
+            spool_fsync: fsync_histogram(),
+            breaker_state: Family::default(),
+            breaker_transitions: Family::default(),
+            sheds: Family::default(),
+            dead_letters: Family::default(),
+            failovers: Family::default(),
+            partition_healthy: Family::default(),
+            broker_reachable: Family::default(),
+            inflight_bytes: Gauge::default(),
+            order_breaks: Counter::default(),
+            dedup_found: Counter::default(),
+        }
+    }
+}
+
+impl Metrics {
+    /// Adds every metric to `registry`.
+    pub fn register(&self, registry: &mut Registry) {
+        let r = registry;
+        r.register(
+            "spillway_records",
+            "Records by outcome (delivered, spooled, shed, rejected, dead_lettered, dropped)",
+            self.records.clone(),
+        );
+        r.register(
+            "spillway_deliveries",
+            "Records Kafka acknowledged",
+            self.deliveries.clone(),
+        );
+        r.register(
+            "spillway_delivery_errors",
+            "Delivery failures by error class and code",
+            self.delivery_errors.clone(),
+        );
+        r.register(
+            "spillway_spool_records",
+            "Records in the spool not yet delivered, per stream",
+            self.spool_records.clone(),
+        );
+        r.register(
+            "spillway_spool_bytes",
+            "Bytes of spool segment files",
+            self.spool_bytes.clone(),
+        );
+        r.register(
+            "spillway_spool_capacity_bytes",
+            "Configured spool capacity",
+            self.spool_capacity_bytes.clone(),
+        );
+        r.register(
+            "spillway_spool_oldest_record_age_seconds",
+            "Age of the oldest undelivered record, per stream",
+            self.spool_oldest_age.clone(),
+        );
+        r.register(
+            "spillway_spool_fsync_duration_seconds",
+            "Time of the spool's group-commit syncs",
+            self.spool_fsync.clone(),
+        );
+        r.register(
+            "spillway_breaker_state",
+            "Breaker state per route: 0 closed, 1 half-open, 2 open",
+            self.breaker_state.clone(),
+        );
+        r.register(
+            "spillway_breaker_transitions",
+            "Breaker transitions per route and target state",
+            self.breaker_transitions.clone(),
+        );
+        r.register(
+            "spillway_sheds",
+            "Records shed by priority and reason",
+            self.sheds.clone(),
+        );
+        r.register(
+            "spillway_dead_letters",
+            "Records dead-lettered, by reason",
+            self.dead_letters.clone(),
+        );
+        r.register(
+            "spillway_failovers",
+            "Partition and breaker failovers",
+            self.failovers.clone(),
+        );
+        r.register(
+            "spillway_partition_healthy",
+            "1 when the partition's leader is reachable from here",
+            self.partition_healthy.clone(),
+        );
+        r.register(
+            "spillway_kafka_broker_reachable",
+            "1 when the broker is reachable from here",
+            self.broker_reachable.clone(),
+        );
+        r.register(
+            "spillway_inflight_bytes",
+            "Bytes of records handed to Kafka and not yet reported",
+            self.inflight_bytes.clone(),
+        );
+        r.register(
+            "spillway_order_breaks",
+            "Records acknowledged by Kafka after an earlier record of their partition failed",
+            self.order_breaks.clone(),
+        );
+        r.register(
+            "spillway_dedup_found",
+            "Records found already in Kafka by a tail check (not sent again)",
+            self.dedup_found.clone(),
+        );
+    }
+
+    pub fn record(&self, topic: &str, outcome: &'static str) {
+        self.records
+            .get_or_create(&vec![
+                ("topic", topic.to_string()),
+                ("outcome", outcome.to_string()),
+            ])
+            .inc();
+    }
+}

@@ -1,0 +1,384 @@
+//! The delivery modes on librdkafka's mock cluster, each judged by the oracle: every accepted
+//! record is in Kafka, intact, once, in order per key.
+
+mod common;
+
+use std::time::Duration;
+
+use spillway::api::Accepted;
+use spillway::{Mode, Priority, Record, RejectReason, Route, Spillway, SpillwayConfig};
+use spillway_test_support::mock::Unreachable;
+use spillway_test_support::{MockKafka, oracle, read_topic_until};
+
+const TOPIC: &str = "modes";
+
+fn config(kafka: &MockKafka, dir: &std::path::Path, mode: Mode) -> SpillwayConfig {
+    let mut c = SpillwayConfig::new(kafka.bootstrap(), dir);
+    c.kafka.message_timeout = Duration::from_secs(5);
+    c.kafka.linger = Duration::from_millis(2);
+    c.default_route = Route::new("*", mode);
+    c.health.probe_interval = Duration::from_millis(250);
+    c.health.probe_timeout = Duration::from_millis(500);
+    c.health.min_unhealthy = Duration::from_millis(500);
+    c.drain.settle = Duration::from_millis(500);
+    c.breaker.cooldown = Duration::from_millis(500);
+    c.canary.timeout = Duration::from_secs(2);
+    c
+}
+
+fn cluster() -> MockKafka {
+    let kafka = MockKafka::with_proxies(3).unwrap();
+    kafka.create_topic(TOPIC, 3).unwrap();
+    kafka.create_topic("__spillway_canary", 3).unwrap();
+    kafka
+}
+
+/// Sends `n` records over `keys` keys (and some keyless), sequentially per request, and returns
+/// the oracle input of the accepted ones.
+async fn load(
+    spillway: &Spillway,
+    clock: &common::Clock,
+    n: usize,
+    keys: usize,
+    pace: Duration,
+    mut during: impl FnMut(usize),
+) -> (
+    Vec<oracle::Acked>,
+    Vec<Result<Accepted, spillway::Rejected>>,
+) {
+    let mut acked = Vec::new();
+    let mut answers = Vec::new();
+    for i in 0..n {
+        during(i);
+        let mut r = Record::new(TOPIC).value(format!("value-{i}"));
+        if i % 4 != 3 {
+            r = r.key(format!("key-{}", i % keys));
+        }
+        let sent = clock.tick();
+        let answer = spillway.send(r.clone()).await;
+        let at = clock.tick();
+        if let Ok(a) = &answer {
+            acked.push(oracle::Acked {
+                id: a.id().to_string(),
+                order_key: r.key.clone(),
+                digest: oracle::digest(r.key.as_deref(), r.value.as_deref()),
+                sent,
+                acked: at,
+            });
+        }
+        answers.push(answer);
+        tokio::time::sleep(pace).await;
+    }
+    (acked, answers)
+}
+
+async fn judge(kafka: &MockKafka, spillway: &Spillway, acked: &[oracle::Acked]) -> oracle::Verdict {
+    assert!(
+        spillway.flush(Duration::from_secs(60)).await,
+        "the spool drains: {:?}",
+        spillway.status()
+    );
+    let records = read_topic_until(
+        kafka.bootstrap(),
+        TOPIC,
+        acked.len(),
+        Duration::from_secs(30),
+    )
+    .unwrap();
+    let verdict = oracle::check(acked, &common::delivered(&records));
+    eprintln!("oracle: {verdict}");
+    verdict
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spool_first_accepts_into_the_spool_and_delivers_everything_in_order_once() {
+    spillway_test_support::init_test_logging();
+    let kafka = cluster();
+    let dir = tempfile::tempdir().unwrap();
+    let spillway = Spillway::start(config(&kafka, dir.path(), Mode::SpoolFirst)).unwrap();
+    let clock = common::Clock::default();
+    let (acked, answers) = load(&spillway, &clock, 300, 7, Duration::ZERO, |_| {}).await;
+    assert!(
+        answers
+            .iter()
+            .all(|a| matches!(a, Ok(Accepted::Spooled { .. }))),
+        "spool_first answers 202"
+    );
+    common::assert_clean(&judge(&kafka, &spillway, &acked).await);
+    spillway.shutdown(Duration::from_secs(5)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failover_goes_direct_while_healthy() {
+    let kafka = cluster();
+    let dir = tempfile::tempdir().unwrap();
+    let spillway = Spillway::start(config(&kafka, dir.path(), Mode::Failover)).unwrap();
+    let clock = common::Clock::default();
+    let (acked, answers) = load(&spillway, &clock, 100, 5, Duration::ZERO, |_| {}).await;
+    assert!(
+        answers
+            .iter()
+            .all(|a| matches!(a, Ok(Accepted::Delivered { .. }))),
+        "{answers:?}"
+    );
+    common::assert_clean(&judge(&kafka, &spillway, &acked).await);
+    spillway.shutdown(Duration::from_secs(5)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failover_spools_keyed_records_behind_an_unreachable_leader_and_keeps_their_order() {
+    spillway_test_support::init_test_logging();
+    let kafka = cluster();
+    let dir = tempfile::tempdir().unwrap();
+    let spillway = Spillway::start(config(&kafka, dir.path(), Mode::Failover)).unwrap();
+    let clock = common::Clock::default();
+    let (acked, answers) = load(&spillway, &clock, 400, 12, Duration::from_millis(10), |i| {
+        if i == 80 {
+            kafka.make_unreachable(1, Unreachable::Blackhole).unwrap();
+        }
+        if i == 300 {
+            kafka.make_reachable(1).unwrap();
+        }
+    })
+    .await;
+    let spooled = answers
+        .iter()
+        .filter(|a| matches!(a, Ok(Accepted::Spooled { .. })))
+        .count();
+    let rejected = answers.iter().filter(|a| a.is_err()).count();
+    eprintln!(
+        "KAFKA-3686 failover: {spooled} spooled, {rejected} rejected, status {:?}",
+        spillway.status().routes
+    );
+    assert!(
+        spooled > 0,
+        "records for the unreachable partition were spooled"
+    );
+    assert_eq!(rejected, 0, "nothing refused: the spool had room");
+    common::assert_clean(&judge(&kafka, &spillway, &acked).await);
+    spillway.shutdown(Duration::from_secs(5)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failover_rides_out_a_whole_cluster_outage_then_drains_in_order() {
+    spillway_test_support::init_test_logging();
+    let kafka = cluster();
+    let dir = tempfile::tempdir().unwrap();
+    let spillway = Spillway::start(config(&kafka, dir.path(), Mode::Failover)).unwrap();
+    let clock = common::Clock::default();
+    let (acked, answers) = load(&spillway, &clock, 400, 9, Duration::from_millis(10), |i| {
+        if i == 60 {
+            for b in 1..=3 {
+                kafka.make_unreachable(b, Unreachable::Blackhole).unwrap();
+            }
+        }
+        if i == 280 {
+            for b in 1..=3 {
+                kafka.make_reachable(b).unwrap();
+            }
+        }
+    })
+    .await;
+    let spooled = answers
+        .iter()
+        .filter(|a| matches!(a, Ok(Accepted::Spooled { .. })))
+        .count();
+    eprintln!(
+        "outage: {spooled} spooled; routes {:?}",
+        spillway.status().routes
+    );
+    assert!(spooled > 100);
+    assert!(
+        answers.iter().all(Result::is_ok),
+        "the spool took everything"
+    );
+    common::assert_clean(&judge(&kafka, &spillway, &acked).await);
+    spillway.shutdown(Duration::from_secs(5)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn while_degraded_bulk_is_shed_and_critical_is_spooled() {
+    let kafka = cluster();
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = config(&kafka, dir.path(), Mode::Failover);
+    c.default_route.shed_below = Priority::Critical;
+    let spillway = Spillway::start(c).unwrap();
+    let warm = spillway
+        .send(Record::new(TOPIC).key("k").value("warm"))
+        .await;
+    assert!(matches!(warm, Ok(Accepted::Delivered { .. })), "{warm:?}");
+    for b in 1..=3 {
+        kafka.make_unreachable(b, Unreachable::Blackhole).unwrap();
+    }
+    // Wait for the breaker to open.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let r = spillway
+            .send(
+                Record::new(TOPIC)
+                    .key("k")
+                    .value("probe")
+                    .priority(Priority::Critical),
+            )
+            .await;
+        assert!(
+            r.is_ok(),
+            "critical records are always accepted while the spool has room: {r:?}"
+        );
+        if spillway
+            .status()
+            .routes
+            .iter()
+            .any(|r| r.breaker != spillway::breaker::BreakerState::Closed)
+        {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "breaker never opened");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let bulk = spillway
+        .send(
+            Record::new(TOPIC)
+                .key("k")
+                .value("b")
+                .priority(Priority::Bulk),
+        )
+        .await;
+    let err = bulk.expect_err("bulk is shed while degraded");
+    assert_eq!(err.reason, RejectReason::Shed);
+    assert!(err.retry_after.is_some());
+    let critical = spillway
+        .send(
+            Record::new(TOPIC)
+                .key("k")
+                .value("c")
+                .priority(Priority::Critical),
+        )
+        .await;
+    assert!(
+        matches!(critical, Ok(Accepted::Spooled { .. })),
+        "{critical:?}"
+    );
+    spillway.shutdown(Duration::from_secs(5)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn at_capacity_everything_is_refused_and_nothing_accepted_is_lost() {
+    let kafka = cluster();
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = config(&kafka, dir.path(), Mode::SpoolFirst);
+    c.spool.capacity_bytes = 64 * 1024;
+    c.spool.segment_bytes = 16 * 1024;
+    // Declared, so keyed records can be placed although Kafka is down from the start.
+    c.topics = vec![spillway::settings::TopicSettings {
+        name: TOPIC.into(),
+        partitions: Some(3),
+    }];
+    c.default_route.shed_below = Priority::Bulk;
+    let spillway = Spillway::start(c).unwrap();
+    for b in 1..=3 {
+        kafka.make_unreachable(b, Unreachable::Blackhole).unwrap();
+    }
+    let clock = common::Clock::default();
+    let mut acked = Vec::new();
+    let mut full = 0;
+    for i in 0..400 {
+        let r = Record::new(TOPIC)
+            .key(format!("k{}", i % 3))
+            .value(vec![b'x'; 400])
+            .priority(Priority::Critical);
+        let sent = clock.tick();
+        match spillway.send(r.clone()).await {
+            Ok(a) => acked.push(oracle::Acked {
+                id: a.id().to_string(),
+                order_key: r.key.clone(),
+                digest: oracle::digest(r.key.as_deref(), r.value.as_deref()),
+                sent,
+                acked: clock.tick(),
+            }),
+            Err(e) => {
+                assert_eq!(e.reason, RejectReason::Full, "{e}");
+                assert!(e.retry_after.is_some());
+                full += 1;
+            }
+        }
+    }
+    eprintln!("capacity: {} accepted, {full} refused as full", acked.len());
+    assert!(full > 0 && !acked.is_empty());
+    for b in 1..=3 {
+        kafka.make_reachable(b).unwrap();
+    }
+    common::assert_clean(&judge(&kafka, &spillway, &acked).await);
+    spillway.shutdown(Duration::from_secs(5)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn direct_backpressure_refuses_with_retry_after_and_drop_counts_dropped_records() {
+    let kafka = cluster();
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = config(&kafka, dir.path(), Mode::Direct);
+    c.routes = vec![{
+        let mut r = Route::new("dropped", Mode::Direct);
+        r.on_failure = spillway::FailurePolicy::Drop;
+        r
+    }];
+    kafka.create_topic("dropped", 3).unwrap();
+    let spillway = Spillway::start(c).unwrap();
+    let ok = spillway.send(Record::new(TOPIC).key("k").value("v")).await;
+    assert!(matches!(ok, Ok(Accepted::Delivered { .. })), "{ok:?}");
+    assert!(matches!(
+        spillway.send(Record::new("dropped").value("v")).await,
+        Ok(Accepted::Delivered { .. })
+    ));
+    for b in 1..=3 {
+        kafka.make_unreachable(b, Unreachable::Blackhole).unwrap();
+    }
+    let mut saw_backpressure = false;
+    let mut saw_drop = false;
+    for _ in 0..60 {
+        if let Err(e) = spillway.send(Record::new(TOPIC).key("k").value("v")).await {
+            assert_eq!(e.reason, RejectReason::Unavailable, "{e}");
+            assert!(e.retry_after.is_some());
+            saw_backpressure = true;
+        }
+        if let Err(e) = spillway.send(Record::new("dropped").value("v")).await {
+            assert_eq!(e.reason, RejectReason::Dropped, "{e}");
+            saw_drop = true;
+        }
+        if saw_backpressure && saw_drop {
+            break;
+        }
+    }
+    assert!(saw_backpressure && saw_drop);
+    assert_eq!(spillway.backlog(), 0, "direct routes never spool");
+    spillway.shutdown(Duration::from_secs(5)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spool_on_failure_without_auto_replay_waits_for_a_replay_and_keeps_order() {
+    let kafka = cluster();
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = config(&kafka, dir.path(), Mode::SpoolOnFailure);
+    c.default_route.auto_replay = false;
+    let spillway = Spillway::start(c).unwrap();
+    let clock = common::Clock::default();
+    let (acked, answers) = load(&spillway, &clock, 200, 4, Duration::from_millis(10), |i| {
+        if i == 30 {
+            kafka.make_unreachable(2, Unreachable::Blackhole).unwrap();
+        }
+        if i == 120 {
+            kafka.make_reachable(2).unwrap();
+        }
+    })
+    .await;
+    let spooled = answers
+        .iter()
+        .filter(|a| matches!(a, Ok(Accepted::Spooled { .. })))
+        .count();
+    assert!(spooled > 0);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(spillway.backlog() > 0, "nothing replays before it is asked");
+    spillway.replay();
+    common::assert_clean(&judge(&kafka, &spillway, &acked).await);
+    spillway.shutdown(Duration::from_secs(5)).await;
+}
