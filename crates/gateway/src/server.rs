@@ -1,10 +1,15 @@
 //! Listeners, TLS, slow-client timeouts and graceful shutdown.
 //!
-//! Each listener runs its own accept loop over `hyper-util`'s auto (HTTP/1.1 + h2) connection
-//! builder rather than `axum::serve`, for two things axum does not expose:
+//! Each listener runs its own accept loop over `hyper-util`'s connection builder rather than
+//! `axum::serve`, for two things axum does not expose:
 //! - **header read timeout** (`timeouts.header_read`): a connection that has not sent a complete
-//!   request head in time is closed by hyper (slowloris); idle keep-alive connections too;
+//!   request head in time is closed by hyper (slowloris); so are idle keep-alive connections and
+//!   connections that send nothing at all;
 //! - **TLS** (rustls, optional mTLS) with a handshake timeout.
+//!
+//! The protocol is never sniffed from the first bytes (a sniffing connection has no timeout yet
+//! and would let silent clients hold sockets forever): plain listeners speak HTTP/1.1; TLS
+//! listeners speak h2 when ALPN chose it and HTTP/1.1 otherwise.
 //!
 //! Shutdown ([`Server::run`]'s future resolves, or SIGTERM/SIGINT in [`serve`]): the accept
 //! loops stop (no new connections), streaming requests stop reading new records, in-flight
@@ -18,7 +23,7 @@ use std::time::{Duration, Instant};
 use axum::Router;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use hyper_util::service::TowerToHyperService;
 use rustls::RootCertStore;
 use rustls::server::WebPkiClientVerifier;
@@ -128,7 +133,8 @@ impl Server {
         stop_tx.send_replace(true);
         state.begin_shutdown();
         let _ = tokio::join!(api_loop, metrics_loop);
-        let graceful = Arc::try_unwrap(graceful).unwrap_or_else(|_| GracefulShutdown::new());
+        // The accept loops held the only other references; connections hold watchers.
+        let graceful = Arc::into_inner(graceful).expect("accept loops have ended");
         if tokio::time::timeout(timeouts.drain, graceful.shutdown())
             .await
             .is_err()
@@ -206,20 +212,27 @@ async fn accept_loop(
         };
         let _ = stream.set_nodelay(true);
         let service = TowerToHyperService::new(router.clone());
-        let builder = builder.clone();
-        let graceful = graceful.clone();
         match &tls {
-            None => serve_connection(builder, TokioIo::new(stream), service, &graceful),
+            None => serve_connection(
+                builder.clone().http1_only(),
+                TokioIo::new(stream),
+                service,
+                graceful.watcher(),
+            ),
             Some(acceptor) => {
                 let acceptor = acceptor.clone();
                 let handshake = timeouts.tls_handshake;
-                let watcher = graceful.watcher();
+                let (builder, watcher) = (builder.clone(), graceful.watcher());
                 tokio::spawn(async move {
                     match tokio::time::timeout(handshake, acceptor.accept(stream)).await {
                         Ok(Ok(tls)) => {
-                            let conn =
-                                builder.serve_connection_with_upgrades(TokioIo::new(tls), service);
-                            let _ = watcher.watch(conn.into_owned()).await;
+                            let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
+                            let builder = if h2 {
+                                builder.http2_only()
+                            } else {
+                                builder.http1_only()
+                            };
+                            serve_connection(builder, TokioIo::new(tls), service, watcher);
                         }
                         Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
                         Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
@@ -234,14 +247,12 @@ fn serve_connection<I>(
     builder: auto::Builder<TokioExecutor>,
     io: TokioIo<I>,
     service: TowerToHyperService<Router>,
-    graceful: &GracefulShutdown,
+    watcher: Watcher,
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let conn = builder
-        .serve_connection_with_upgrades(io, service)
-        .into_owned();
-    let conn = graceful.watch(conn);
+    let conn = builder.serve_connection(io, service).into_owned();
+    let conn = watcher.watch(conn);
     tokio::spawn(async move {
         if let Err(e) = conn.await {
             tracing::debug!(error = %e, "connection ended with an error");

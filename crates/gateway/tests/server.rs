@@ -111,6 +111,19 @@ async fn a_client_sending_headers_too_slowly_is_cut_off_while_others_are_served(
 }
 
 #[tokio::test]
+async fn a_connection_that_sends_nothing_is_closed_after_the_header_timeout() {
+    let engine = ScriptedEngine::new();
+    let server = Running::start(local_config(), &engine).await;
+    let mut idle = TcpStream::connect(server.api).await.unwrap();
+    let started = Instant::now();
+    let mut buf = [0u8; 64];
+    let read = tokio::time::timeout(Duration::from_secs(3), idle.read(&mut buf)).await;
+    assert!(read.is_ok(), "an idle connection stayed open for 3 s");
+    assert!(started.elapsed() >= Duration::from_millis(400));
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn a_body_that_stalls_gets_408_and_writes_nothing() {
     let engine = ScriptedEngine::new();
     let server = Running::start(local_config(), &engine).await;
@@ -187,6 +200,50 @@ async fn shutdown_stops_accepting_finishes_in_flight_requests_then_shuts_the_eng
     let shutdowns = engine.shutdowns.lock().clone();
     assert_eq!(shutdowns.len(), 1);
     assert!(shutdowns[0] <= Duration::from_secs(8));
+}
+
+/// Reads from `stream` until the text read so far holds `needle` `times` times.
+async fn read_until(stream: &mut TcpStream, seen: &mut String, needle: &str, times: usize) {
+    let mut buf = [0u8; 4096];
+    while seen.matches(needle).count() < times {
+        let n = tokio::time::timeout(Duration::from_secs(3), stream.read(&mut buf))
+            .await
+            .unwrap_or_else(|_| panic!("waiting for {needle:?} x{times} in {seen:?}"))
+            .unwrap();
+        assert!(n > 0, "closed early: {seen:?}");
+        seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+}
+
+#[tokio::test]
+async fn v3_streaming_reports_arrive_while_the_request_is_open_and_shutdown_ends_the_stream() {
+    let engine = ScriptedEngine::new();
+    let server = Running::start(local_config(), &engine).await;
+    let mut stream = TcpStream::connect(server.api).await.unwrap();
+    let head = "POST /v3/clusters/c/topics/orders/records HTTP/1.1\r\nHost: x\r\n\
+                Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n";
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let chunk = |text: &str| format!("{:x}\r\n{text}\r\n", text.len());
+    let record = |n: u32| format!("{{\"value\": {{\"type\": \"JSON\", \"data\": {n}}}}}");
+    let mut seen = String::new();
+    stream
+        .write_all(chunk(&record(1)).as_bytes())
+        .await
+        .unwrap();
+    read_until(&mut stream, &mut seen, "\"error_code\":200", 1).await;
+    assert!(seen.starts_with("HTTP/1.1 200"), "{seen}");
+    stream
+        .write_all(chunk(&record(2)).as_bytes())
+        .await
+        .unwrap();
+    read_until(&mut stream, &mut seen, "\"error_code\":200", 2).await;
+    assert_eq!(engine.sent_count(), 2);
+    // Shutdown with the stream still open: a last 503 report, then the response ends.
+    let stopping = tokio::spawn(server.stop());
+    read_until(&mut stream, &mut seen, "\"error_code\":503", 1).await;
+    read_until(&mut stream, &mut seen, "0\r\n\r\n", 1).await;
+    assert!(stopping.await.unwrap() < Duration::from_secs(5));
+    assert_eq!(engine.shutdowns.lock().len(), 1);
 }
 
 mod tls {
