@@ -6,7 +6,9 @@
 //! - `spillway_http_request_duration_seconds{route}`: time to the response head;
 //! - `spillway_sheds_total{route,priority,reason}`: refusals the *gateway* makes to protect
 //!   itself (`inflight_bytes` 429, `concurrency` 503). Sheds the engine decides (degraded, full)
-//!   are counted by the engine.
+//!   are counted by the engine. One name may have one family: when the engine registers
+//!   `spillway_sheds` itself, the gateway does not register a second one and only logs its own
+//!   sheds (until the engine lends its family to the gateway; see `docs/http-api.md`).
 //!
 //! `route` is the matched route template (`/v1/topics/{topic}/records`), or `unmatched`, so
 //! label cardinality stays bounded whatever clients send.
@@ -40,12 +42,9 @@ pub struct RouteLabel {
     pub route: String,
 }
 
-#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct ShedLabels {
-    pub route: String,
-    pub priority: String,
-    pub reason: String,
-}
+/// `spillway_sheds_total` labels (`route`, `priority`, `reason`), the same label type as the
+/// library's family of that name, so that one family can serve both.
+pub type ShedFamily = Family<Vec<(&'static str, String)>, Counter>;
 
 type HistogramFamily = Family<RouteLabel, Histogram, fn() -> Histogram>;
 
@@ -54,7 +53,9 @@ type HistogramFamily = Family<RouteLabel, Histogram, fn() -> Histogram>;
 pub struct GatewayMetrics {
     pub requests: Family<RouteStatus, Counter>,
     pub duration: HistogramFamily,
-    pub sheds: Family<ShedLabels, Counter>,
+    /// Exported only when the engine does not export `spillway_sheds_total` itself (one
+    /// family per name, or the exposition is invalid); otherwise gateway sheds are only logged.
+    pub sheds: ShedFamily,
 }
 
 fn duration_histogram() -> Histogram {
@@ -63,7 +64,9 @@ fn duration_histogram() -> Histogram {
 }
 
 impl GatewayMetrics {
-    pub fn register(registry: &mut Registry) -> Self {
+    /// Registers the gateway's families in `registry`; `spillway_sheds` only when
+    /// `export_sheds` (false when the engine already registered that name).
+    pub fn register(registry: &mut Registry, export_sheds: bool) -> Self {
         let metrics = Self {
             requests: Family::default(),
             duration: Family::new_with_constructor(duration_histogram as fn() -> Histogram),
@@ -79,11 +82,13 @@ impl GatewayMetrics {
             "Time from request to response head, by route template",
             metrics.duration.clone(),
         );
-        registry.register(
-            "spillway_sheds",
-            "Records refused to protect the service (429/503 with Retry-After), by reason",
-            metrics.sheds.clone(),
-        );
+        if export_sheds {
+            registry.register(
+                "spillway_sheds",
+                "Records refused to protect the service (429/503 with Retry-After), by reason",
+                metrics.sheds.clone(),
+            );
+        }
         metrics
     }
 }
@@ -122,12 +127,13 @@ pub async fn track(
         };
         if let Some(reason) = reason {
             m.sheds
-                .get_or_create(&ShedLabels {
-                    route: route.clone(),
-                    priority: priority.to_string(),
-                    reason: reason.to_string(),
-                })
+                .get_or_create(&vec![
+                    ("route", route.clone()),
+                    ("priority", priority.to_string()),
+                    ("reason", reason.to_string()),
+                ])
                 .inc();
+            tracing::info!(%route, priority, reason, "shed by the gateway");
         }
         if status.is_server_error() {
             tracing::warn!(%method, %route, status = status.as_u16(), %error, "request failed");
@@ -136,6 +142,14 @@ pub async fn track(
         }
     }
     response
+}
+
+/// Whether a metric family named `name` (as registered, without `_total`) is in `registry`.
+pub fn registry_has(registry: &Registry, name: &str) -> bool {
+    let mut text = String::new();
+    let _ = prometheus_client::encoding::text::encode(&mut text, registry);
+    let type_line = format!("# TYPE {name} ");
+    text.lines().any(|l| l.starts_with(&type_line))
 }
 
 /// The router of the metrics listener: `GET /metrics` in Prometheus text format.

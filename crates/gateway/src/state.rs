@@ -10,7 +10,7 @@ use crate::admission::InflightBytes;
 use crate::auth::Authenticator;
 use crate::config::Config;
 use crate::engine::Engine;
-use crate::metrics::GatewayMetrics;
+use crate::metrics::{GatewayMetrics, registry_has};
 
 /// Everything a handler needs; cheap to clone.
 #[derive(Clone)]
@@ -27,12 +27,19 @@ struct Inner {
 }
 
 impl AppState {
-    /// Builds the state: registers the gateway's metrics, then the engine's, in one registry.
+    /// Builds the state: registers the engine's metrics, then the gateway's, in one registry.
     /// `config` should have passed [`Config::validate`].
     pub fn new(engine: Arc<dyn Engine>, config: Config) -> Self {
         let mut registry = Registry::default();
-        let metrics = GatewayMetrics::register(&mut registry);
         engine.register_metrics(&mut registry);
+        let engine_counts_sheds = registry_has(&registry, "spillway_sheds");
+        if engine_counts_sheds {
+            tracing::warn!(
+                "the engine exports spillway_sheds_total: the gateway's own sheds \
+                 (inflight_bytes, concurrency) are logged but not exported"
+            );
+        }
+        let metrics = GatewayMetrics::register(&mut registry, !engine_counts_sheds);
         let auth = Authenticator::new(&config.auth);
         let inflight = InflightBytes::new(config.limits.max_inflight_bytes);
         Self(Arc::new(Inner {

@@ -290,6 +290,22 @@ async fn the_metrics_endpoint_serves_http_metrics_and_the_engines() {
 }
 
 #[tokio::test]
+async fn when_the_engine_exports_sheds_the_gateway_does_not_register_a_second_family() {
+    let engine = ScriptedEngine::exporting_sheds();
+    let state = state(&engine);
+    let text = call(&spillway_gateway::metrics_app(state), get("/metrics"))
+        .await
+        .text;
+    let type_lines = text
+        .lines()
+        .filter(|l| l.starts_with("# TYPE spillway_sheds "))
+        .count();
+    assert_eq!(type_lines, 1, "{text}");
+    assert!(text.contains(r#"reason="full""#));
+    assert!(text.contains("# TYPE spillway_http_requests counter"));
+}
+
+#[tokio::test]
 async fn openapi_documents_every_route_and_every_documented_route_is_served() {
     let doc = serde_json::to_value(spillway_gateway::openapi()).unwrap();
     let mut documented: Vec<String> = Vec::new();

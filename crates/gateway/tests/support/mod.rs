@@ -43,12 +43,23 @@ pub struct ScriptedEngine {
     pub shutdowns: Mutex<Vec<Duration>>,
     hold: Mutex<Option<Arc<tokio::sync::Semaphore>>>,
     seq: AtomicU64,
+    /// Registers its own `spillway_sheds` family, as the library does.
+    exports_sheds: bool,
 }
 
 impl ScriptedEngine {
     /// Knows the topics `orders`, `logs` and `orders.eu`; delivers everything by default.
     pub fn new() -> Arc<Self> {
-        Arc::new(Self {
+        Arc::new(Self::build(false))
+    }
+
+    /// Like [`ScriptedEngine::new`], and it exports `spillway_sheds_total` itself.
+    pub fn exporting_sheds() -> Arc<Self> {
+        Arc::new(Self::build(true))
+    }
+
+    fn build(exports_sheds: bool) -> Self {
+        Self {
             sent: Mutex::new(Vec::new()),
             script: Mutex::new(VecDeque::new()),
             default: Mutex::new(Script::Deliver),
@@ -65,7 +76,8 @@ impl ScriptedEngine {
             shutdowns: Mutex::new(Vec::new()),
             hold: Mutex::new(None),
             seq: AtomicU64::new(1),
-        })
+            exports_sheds,
+        }
     }
 
     /// The next sends answer these, in order.
@@ -178,6 +190,20 @@ impl Engine for ScriptedEngine {
     fn register_metrics(&self, registry: &mut Registry) {
         let records = prometheus_client::metrics::counter::Counter::<u64>::default();
         registry.register("spillway_test_engine_records", "scripted engine", records);
+        if self.exports_sheds {
+            let sheds = prometheus_client::metrics::family::Family::<
+                Vec<(&'static str, String)>,
+                prometheus_client::metrics::counter::Counter,
+            >::default();
+            sheds
+                .get_or_create(&vec![
+                    ("route", "orders".into()),
+                    ("priority", "bulk".into()),
+                    ("reason", "full".into()),
+                ])
+                .inc();
+            registry.register("spillway_sheds", "engine sheds", sheds);
+        }
     }
 
     fn shutdown(&self, deadline: Duration) -> BoxFuture<'static, ()> {
