@@ -109,6 +109,19 @@ impl Reservation {
         Ok(())
     }
 
+    /// Holds exactly `bytes`: gives back the excess, or takes more (429 when it does not fit).
+    pub fn resize(&mut self, bytes: u64) -> Result<(), ApiError> {
+        if bytes <= self.bytes {
+            self.pool
+                .used
+                .fetch_sub(self.bytes - bytes, Ordering::AcqRel);
+            self.bytes = bytes;
+            Ok(())
+        } else {
+            self.grow(bytes - self.bytes)
+        }
+    }
+
     pub fn bytes(&self) -> u64 {
         self.bytes
     }
@@ -137,6 +150,9 @@ mod tests {
         drop(a);
         assert_eq!(pool.used(), 40);
         b.grow(60).unwrap();
+        b.resize(10).unwrap();
+        assert_eq!(pool.used(), 10);
+        assert!(b.resize(101).is_err());
         drop(b);
         assert_eq!(pool.used(), 0);
     }

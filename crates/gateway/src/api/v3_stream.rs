@@ -8,10 +8,13 @@
 //!   reports stops being read.
 //! - Each report is a JSON object followed by `\n`: `{"error_code": 200, ...}` for an accepted
 //!   record, `{"error_code": <4xx/5xx>, "message"}` for one that was not.
+//! - The bytes of the record being received, and of each record until its report is out, count
+//!   against the global in-flight budget.
 //! - A record that is not valid for its shape (422), too large (413) or over the in-flight
 //!   budget (429) gets its error report and the stream goes on. Text that is not JSON (400), a
-//!   record's text longer than `limits.max_body_bytes` (413), a pause longer than
-//!   `timeouts.body_read` (408) or shutdown (503) end the stream after a last error report.
+//!   record's text longer than `limits.max_body_bytes` (413), no budget left for the record
+//!   being received (429), a pause longer than `timeouts.body_read` (408) or shutdown (503) end
+//!   the stream after a last error report.
 
 use std::time::Duration;
 
@@ -123,6 +126,14 @@ async fn read_records(
     let mut shutdown = state.shutdown_started();
     let mut chunks = body.into_data_stream();
     let mut parser = ConcatJson::default();
+    // The bytes of the record being received count against the in-flight budget too.
+    let mut held = match state.inflight().reserve(0) {
+        Ok(r) => r,
+        Err(e) => {
+            let _ = tx.send(ready(e)).await;
+            return;
+        }
+    };
     let mut index = 0usize;
     let last: ApiError = loop {
         // Send every complete record held, in order.
@@ -147,6 +158,9 @@ async fn read_records(
             break ApiError::BodyTooLarge {
                 limit: max_text as u64,
             };
+        }
+        if let Err(e) = held.resize(parser.pending() as u64) {
+            break e;
         }
         let next = tokio::select! {
             next = tokio::time::timeout(idle, chunks.next()) => next,
