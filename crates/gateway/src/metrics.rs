@@ -135,8 +135,8 @@ pub async fn track(
                 .inc();
             tracing::info!(%route, priority, reason, "shed by the gateway");
         }
-        if status.is_server_error() {
-            tracing::warn!(%method, %route, status = status.as_u16(), %error, "request failed");
+        if matches!(error.as_ref(), ApiError::Internal(_)) {
+            tracing::error!(%method, %route, status = status.as_u16(), %error, "request failed");
         } else {
             tracing::debug!(%method, %route, status = status.as_u16(), %error, "request refused");
         }
