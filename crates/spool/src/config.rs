@@ -1,5 +1,7 @@
-//! Configuration: durability, sizes, recovery.
+//! Configuration: durability, sizes, recovery, and the sync observer.
 
+use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// When appended bytes are made durable. Mirrors mrecordlog's `PersistPolicy`.
@@ -64,6 +66,9 @@ pub struct SpoolConfig {
     pub index_interval_bytes: u64,
     /// Recovery of corrupt segments at open.
     pub recovery: RecoveryMode,
+    /// Called after every sync the writer makes for appends (see [`SyncObserver`]), e.g. to
+    /// export an fsync latency histogram. `None`: nothing is measured.
+    pub on_sync: Option<SyncObserver>,
 }
 
 impl Default for SpoolConfig {
@@ -81,7 +86,71 @@ impl Default for SpoolConfig {
             syncfs_min_files: None,
             index_interval_bytes: 256 * 1024,
             recovery: RecoveryMode::default(),
+            on_sync: None,
         }
+    }
+}
+
+/// What was made durable by one sync.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SyncKind {
+    /// `fdatasync` of a segment file.
+    File,
+    /// fsync of a stream directory (after a segment file was created).
+    Directory,
+    /// One `syncfs(2)` of the spool's filesystem, instead of a file sync per touched file
+    /// (see [`SpoolConfig::syncfs_min_files`]).
+    Filesystem,
+}
+
+/// One sync the writer made: what, how long it took, whether it succeeded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SyncEvent {
+    /// What was synced.
+    pub kind: SyncKind,
+    /// Wall time of the system call.
+    pub duration: Duration,
+    /// Whether it succeeded (a failed sync fails the appends it covered).
+    pub ok: bool,
+}
+
+/// A callback observing every sync the writer makes for appends: with
+/// [`FsyncPolicy::Always`], each `fdatasync`, directory fsync or `syncfs` of a group commit
+/// (the syncs of one commit may run in parallel, one event each); with the other policies,
+/// each sync of dirty files. Checkpoint writes are not reported. Exactly one event per sync
+/// counted in `SpoolStats::fsyncs`.
+///
+/// It runs on the writer thread or a sync thread, right after the system call, so it must be
+/// cheap and must not block (a histogram observation or a counter is fine).
+///
+/// ```
+/// use spillway_spool::{SpoolConfig, SyncObserver};
+/// let config = SpoolConfig {
+///     on_sync: Some(SyncObserver::new(|event| {
+///         let _seconds = event.duration.as_secs_f64(); // histogram.observe(...)
+///     })),
+///     ..SpoolConfig::default()
+/// };
+/// # let _ = config;
+/// ```
+#[derive(Clone)]
+pub struct SyncObserver(Arc<dyn Fn(&SyncEvent) + Send + Sync>);
+
+impl SyncObserver {
+    /// Wraps a callback.
+    pub fn new(f: impl Fn(&SyncEvent) + Send + Sync + 'static) -> SyncObserver {
+        SyncObserver(Arc::new(f))
+    }
+
+    /// Reports one event.
+    pub fn observe(&self, event: &SyncEvent) {
+        (self.0)(event)
+    }
+}
+
+impl fmt::Debug for SyncObserver {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SyncObserver(..)")
     }
 }
 

@@ -179,6 +179,14 @@ pub enum FlushError {
 /// Offline inspection failed to read the directory at all.
 #[derive(Debug, thiserror::Error)]
 pub enum InspectError {
+    /// The spool has no stream of this name (`read_stream`). Not retryable.
+    #[error("spool {dir} has no stream {stream}")]
+    UnknownStream {
+        /// The spool directory.
+        dir: PathBuf,
+        /// The stream asked for.
+        stream: StreamName,
+    },
     /// An I/O error reading the directory tree.
     #[error("cannot inspect {path}: {source}")]
     Io {

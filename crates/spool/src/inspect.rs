@@ -1,16 +1,19 @@
 //! Inspection for operators and the CLI: statistics of an open spool, and offline `inspect`,
-//! `verify` (dry-run recovery: scans everything, changes nothing) and `repair`.
+//! `verify` (dry-run recovery: scans everything, changes nothing), `repair`, and `read_stream`
+//! (the records of one stream, read-only).
 
 use crate::format::{self, Decoded, RECORD_OVERHEAD, SEGMENT_HEADER_LEN};
 use crate::fs::{FileSystem, RealFs, read_full_at};
 use crate::recovery::{self, QUARANTINE_DIR, RecoveryReport};
 use crate::segment::{SegmentMeta, Window};
-use crate::{InspectError, OpenError, Seq, Spool, SpoolConfig};
+use crate::{InspectError, OpenError, Seq, Spool, SpoolConfig, StreamName};
 use serde::Serialize;
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+
+pub use crate::offline::StreamRecords;
 
 /// One segment file.
 #[derive(Debug, Clone, Serialize)]
@@ -364,4 +367,28 @@ pub fn repair_with_fs(
     let (spool, report) = Spool::open_with_fs(dir, config, fs)?;
     drop(spool);
     Ok(report)
+}
+
+/// The records of `stream` in the (closed) spool at `dir`, in sequence order, starting at `from`
+/// or, when `None`, at the first record not acknowledged. Read-only: takes no lock, repairs
+/// nothing, creates nothing; damaged regions are skipped as recovery would skip them, so the
+/// records returned are those a repair keeps. Acknowledged records whose segment was not yet
+/// deleted are returned when `from` asks for them. The caller must make sure no process has the
+/// spool open (check its `LOCK`), or the records may change under the reader.
+pub fn read_stream(
+    dir: impl AsRef<Path>,
+    stream: &StreamName,
+    from: Option<Seq>,
+) -> Result<StreamRecords, InspectError> {
+    crate::offline::read_stream(Arc::new(RealFs), dir.as_ref(), stream, from)
+}
+
+/// [`read_stream`] on any filesystem.
+pub fn read_stream_with_fs(
+    fs: Arc<dyn FileSystem>,
+    dir: &Path,
+    stream: &StreamName,
+    from: Option<Seq>,
+) -> Result<StreamRecords, InspectError> {
+    crate::offline::read_stream(fs, dir, stream, from)
 }

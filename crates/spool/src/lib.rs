@@ -146,7 +146,14 @@
 //!
 //! Every step is a [`RecoveryAction`] with a [`Severity`] in the [`RecoveryReport`];
 //! [`inspect::verify`] runs the same analysis without changing anything, [`inspect::repair`]
-//! applies it.
+//! applies it. [`inspect::read_stream`] reads one stream of a closed spool without the lock and
+//! without changing anything, skipping damage as recovery would (the records a repair keeps).
+//!
+//! ## Observation
+//!
+//! [`SpoolConfig::on_sync`] is called after every sync made for appends (each `fdatasync`,
+//! directory fsync or `syncfs`) with a [`SyncEvent`]: kind, duration, success. The library
+//! feeds its fsync latency histogram from it. [`Spool::stats`] gives the counters.
 //!
 //! ## Invariants
 //!
@@ -176,6 +183,7 @@ mod error;
 pub mod format;
 pub mod fs;
 pub mod inspect;
+mod offline;
 mod reader;
 mod recovery;
 mod segment;
@@ -186,7 +194,7 @@ mod types;
 mod writer;
 
 pub use checkpoint::{Checkpoint, MAX_ACK_META_BYTES};
-pub use config::{FsyncPolicy, RecoveryMode, SpoolConfig};
+pub use config::{FsyncPolicy, RecoveryMode, SpoolConfig, SyncEvent, SyncKind, SyncObserver};
 pub use error::{
     AckError, AppendError, FlushError, InspectError, OpenError, ReadError, ReaderError,
 };

@@ -3,12 +3,14 @@
 //! other; the filesystem journal can then commit them together.
 
 use crate::fs::{FileHandle, FileSystem};
+use crate::{SyncEvent, SyncKind, SyncObserver};
 use parking_lot::Mutex;
 use std::io;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::mpsc;
 use std::thread::JoinHandle;
+use std::time::Instant;
 
 /// Something to make durable.
 #[derive(Debug, Clone)]
@@ -35,18 +37,24 @@ type Job = (SyncJob, usize, Arc<Mutex<Pending>>);
 #[derive(Debug)]
 pub(crate) struct SyncPool {
     fs: Arc<dyn FileSystem>,
+    observer: Option<SyncObserver>,
     tx: Option<mpsc::Sender<Job>>,
     threads: Vec<JoinHandle<()>>,
 }
 
 impl SyncPool {
-    pub fn new(fs: Arc<dyn FileSystem>, threads: usize) -> io::Result<SyncPool> {
+    pub fn new(
+        fs: Arc<dyn FileSystem>,
+        threads: usize,
+        observer: Option<SyncObserver>,
+    ) -> io::Result<SyncPool> {
         let (tx, rx) = mpsc::channel::<Job>();
         let rx = Arc::new(Mutex::new(rx));
         let mut handles = Vec::new();
         for i in 0..threads.max(1) {
             let rx = Arc::clone(&rx);
             let fs = Arc::clone(&fs);
+            let observer = observer.clone();
             let handle = std::thread::Builder::new()
                 .name(format!("spool-sync-{i}"))
                 .stack_size(128 * 1024) // they only call fdatasync
@@ -56,13 +64,14 @@ impl SyncPool {
                         let Ok((job, index, pending)) = job else {
                             break;
                         };
-                        complete(fs.as_ref(), &job, index, &pending);
+                        complete(fs.as_ref(), observer.as_ref(), &job, index, &pending);
                     }
                 })?;
             handles.push(handle);
         }
         Ok(SyncPool {
             fs,
+            observer,
             tx: Some(tx),
             threads: handles,
         })
@@ -83,7 +92,7 @@ impl SyncPool {
         for (i, job) in jobs.into_iter().enumerate() {
             if let Err(mpsc::SendError((job, i, pending))) = tx.send((job, i, Arc::clone(&pending)))
             {
-                complete(self.fs.as_ref(), &job, i, &pending);
+                complete(self.fs.as_ref(), self.observer.as_ref(), &job, i, &pending);
             }
         }
     }
@@ -106,17 +115,36 @@ impl SyncPool {
     }
 }
 
-/// Runs one job on the calling thread.
-pub(crate) fn run(fs: &dyn FileSystem, job: &SyncJob) -> io::Result<()> {
-    match job {
-        SyncJob::File(f) => f.sync_data(),
-        SyncJob::Dir(d) => fs.sync_dir(d),
-        SyncJob::Filesystem(p) => fs.sync_filesystem(p),
+/// Runs one job on the calling thread, timing it for the observer.
+pub(crate) fn run(
+    fs: &dyn FileSystem,
+    observer: Option<&SyncObserver>,
+    job: &SyncJob,
+) -> io::Result<()> {
+    let start = Instant::now();
+    let (kind, result) = match job {
+        SyncJob::File(f) => (SyncKind::File, f.sync_data()),
+        SyncJob::Dir(d) => (SyncKind::Directory, fs.sync_dir(d)),
+        SyncJob::Filesystem(p) => (SyncKind::Filesystem, fs.sync_filesystem(p)),
+    };
+    if let Some(observer) = observer {
+        observer.observe(&SyncEvent {
+            kind,
+            duration: start.elapsed(),
+            ok: result.is_ok(),
+        });
     }
+    result
 }
 
-fn complete(fs: &dyn FileSystem, job: &SyncJob, index: usize, pending: &Mutex<Pending>) {
-    let result = run(fs, job);
+fn complete(
+    fs: &dyn FileSystem,
+    observer: Option<&SyncObserver>,
+    job: &SyncJob,
+    index: usize,
+    pending: &Mutex<Pending>,
+) {
+    let result = run(fs, observer, job);
     let mut p = pending.lock();
     p.results[index] = Some(result);
     p.remaining -= 1;
@@ -165,7 +193,7 @@ mod tests {
             }],
             ..Faults::default()
         });
-        let pool = SyncPool::new(Arc::new(fs.clone()), 4).unwrap();
+        let pool = SyncPool::new(Arc::new(fs.clone()), 4, None).unwrap();
         let results = pool.run_all(files);
         assert_eq!(results.len(), 11);
         assert!(results[..10].iter().all(|r| r.is_ok()));

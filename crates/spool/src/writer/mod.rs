@@ -114,7 +114,11 @@ impl Writer {
         tx: mpsc::Sender<Command>,
         rx: mpsc::Receiver<Command>,
     ) -> io::Result<JoinHandle<()>> {
-        let pool = SyncPool::new(Arc::clone(&shared.fs), shared.config.sync_threads)?;
+        let pool = SyncPool::new(
+            Arc::clone(&shared.fs),
+            shared.config.sync_threads,
+            shared.config.on_sync.clone(),
+        )?;
         let writer = Writer {
             shared,
             tx,
@@ -338,7 +342,7 @@ impl Writer {
             // (the latency of a lone writer). Appends arriving meanwhile form the next batch.
             let results = jobs
                 .iter()
-                .map(|j| sync_pool::run(shared.fs.as_ref(), j))
+                .map(|j| sync_pool::run(shared.fs.as_ref(), shared.config.on_sync.as_ref(), j))
                 .collect();
             self.in_flight.push_back(Batch {
                 id,
