@@ -222,7 +222,19 @@ impl Core {
         let core = self.clone();
         async move {
             let delivery = match sent {
-                Ok(fut) => fut.await,
+                Ok(mut fut) => {
+                    // Bounded wait, as in the lanes: then the session is cut and the record
+                    // comes back (re-placed, or for the spool).
+                    let patience = core.config.health.stall_after * 2;
+                    loop {
+                        match tokio::time::timeout(patience, &mut fut).await {
+                            Ok(d) => break d,
+                            Err(_) => core
+                                .producer
+                                .cut_unless_recent("a keyless record waited too long on Kafka"),
+                        }
+                    }
+                }
                 Err(_) => return spool(&core, record, None).await,
             };
             let record = Arc::unwrap_or_clone(delivery.record);

@@ -283,6 +283,7 @@ impl Core {
         match fetched {
             Ok(n) => {
                 self.partitions.lock().insert(topic.to_string(), n);
+                self.producer.seed_partitions(topic, n);
                 self.save_partitions();
                 Ok(n)
             }

@@ -212,6 +212,9 @@ impl Spillway {
             spool,
             config,
         });
+        for (topic, n) in core.partitions.lock().iter() {
+            core.producer.seed_partitions(topic, *n);
+        }
         for stream in &recovered {
             tracing::info!(%stream, "draining what the spool holds from before");
             core.ensure_forwarder(stream);

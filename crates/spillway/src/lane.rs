@@ -20,6 +20,7 @@ use std::collections::VecDeque;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::time::Instant;
 
 use futures::FutureExt;
 use futures::future::BoxFuture;
@@ -110,10 +111,31 @@ struct LaneTask {
 impl LaneTask {
     async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Submission>) {
         let mut open = true;
+        // A record waits on Kafka at most this long before its partition is declared unhealthy
+        // (which cuts the session: it comes back and goes to the spool). This bounds the wait
+        // also when the producer cannot tell yet (a fresh session's grace, a cluster never
+        // reached since start).
+        let patience = self.core.config.health.stall_after * 2;
+        let mut front_since: Option<Instant> = None;
         while open || !self.queue.is_empty() {
+            let waiting_direct = matches!(self.queue.front(), Some(Entry::Direct { .. }));
+            if !waiting_direct {
+                front_since = None;
+            } else if front_since.is_none() {
+                front_since = Some(Instant::now());
+            }
+            let deadline = front_since.map(|t| t + patience);
             tokio::select! {
                 biased;
-                resolved = front(&mut self.queue), if !self.queue.is_empty() => self.on_resolved(resolved),
+                resolved = front(&mut self.queue), if !self.queue.is_empty() => {
+                    front_since = None;
+                    self.on_resolved(resolved);
+                }
+                () = sleep_until(deadline), if deadline.is_some() => {
+                    tracing::warn!(partition = %self.tp, "a record waited {patience:?} on Kafka; failing the partition over");
+                    self.core.producer.mark_unhealthy(&self.tp.topic, self.tp.partition, "a record waited too long on Kafka");
+                    front_since = Some(Instant::now());
+                }
                 sub = rx.recv(), if open => match sub {
                     Some(s) => self.admit(s),
                     None => open = false,
@@ -302,6 +324,13 @@ impl LaneTask {
                 self.queue.push_front(entry);
             }
         }
+    }
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d.into()).await,
+        None => std::future::pending().await,
     }
 }
 

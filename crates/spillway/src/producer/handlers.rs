@@ -157,6 +157,7 @@ impl Shared {
             }
         };
         let old = self.session.write().replace(Arc::new(fresh));
+        *self.last_cut.lock() = Instant::now();
         self.health.lock().on_session_start(Instant::now());
         self.counters.cuts.fetch_add(1, Ordering::Relaxed);
         tracing::warn!(session = id, "producer session cut: {reason}");

@@ -191,11 +191,13 @@ pub(crate) struct Shared {
     next_session: AtomicU64,
     health: Mutex<HealthTracker>,
     meta: Mutex<HashMap<String, TopicMeta>>,
+    meta_misses: Mutex<HashMap<String, Instant>>,
     last_delivered: Mutex<HashMap<TopicPartition, i64>>,
     sticky: StickyChooser,
     in_flight_records: AtomicUsize,
     in_flight_bytes: AtomicUsize,
     cut_request: Mutex<Option<(u64, String)>>,
+    last_cut: Mutex<Instant>,
     requeue: Mutex<VecDeque<Pending>>,
     unresolved: Mutex<Vec<Pending>>,
     dead_queue: Mutex<Vec<(Pending, DeliveryError)>>,
@@ -252,10 +254,12 @@ impl Producer {
             session: RwLock::new(None),
             next_session: AtomicU64::new(1),
             meta: Mutex::new(HashMap::new()),
+            meta_misses: Mutex::new(HashMap::new()),
             last_delivered: Mutex::new(HashMap::new()),
             in_flight_records: AtomicUsize::new(0),
             in_flight_bytes: AtomicUsize::new(0),
             cut_request: Mutex::new(None),
+            last_cut: Mutex::new(Instant::now() - Duration::from_secs(3600)),
             requeue: Mutex::new(VecDeque::new()),
             unresolved: Mutex::new(Vec::new()),
             dead_queue: Mutex::new(Vec::new()),
@@ -293,6 +297,17 @@ impl Producer {
         self.shared.partitions(topic)
     }
 
+    /// Tells the producer a topic's partition count known from elsewhere (configuration, or a
+    /// previous run), so that sending to it never waits for metadata; leaders are fetched in
+    /// the background.
+    pub fn seed_partitions(&self, topic: &str, partitions: i32) {
+        let mut meta = self.shared.meta.lock();
+        meta.entry(topic.to_string()).or_insert(TopicMeta {
+            partitions,
+            fetched: Instant::now() - self.shared.opts.metadata_ttl,
+        });
+    }
+
     /// The partition `record` would go to now, without sending it: `Ok(None)` for a keyless
     /// record with no healthy partition.
     pub fn place(&self, record: &OutRecord) -> Result<Option<(i32, bool)>, SendError> {
@@ -325,7 +340,14 @@ impl Producer {
     /// unhealthy (and at least one is known).
     pub fn any_broker_reachable(&self) -> bool {
         let (known, unhealthy) = self.shared.health.lock().known_and_unhealthy();
-        known == 0 || unhealthy < known
+        if known == 0 {
+            // Nothing known from metadata: unreachable if fetching it failed lately.
+            let misses = self.shared.meta_misses.lock();
+            return !misses
+                .values()
+                .any(|t| t.elapsed() < Duration::from_secs(10));
+        }
+        unhealthy < known
     }
 
     /// Every unhealthy partition, why, and since when.
@@ -344,11 +366,43 @@ impl Producer {
         let tp = TopicPartition::new(topic, partition);
         let outstanding = {
             let mut h = self.shared.health.lock();
-            h.mark(&tp, Reason::Forced(why.to_string()), Instant::now());
+            let now = Instant::now();
+            h.mark(&tp, Reason::Forced(why.to_string()), now);
+            // Its leader is the one not answering: its other partitions go with it. With no
+            // leader known (no metadata since start), the whole topic does.
+            match h.leader(&tp) {
+                Some(leader) => h.mark_leader(
+                    leader,
+                    &format!("leader broker {leader} failed {tp}: {why}"),
+                    now,
+                ),
+                None => {
+                    let n = self
+                        .shared
+                        .meta
+                        .lock()
+                        .get(topic)
+                        .map_or(0, |m| m.partitions);
+                    for p in 0..n {
+                        let other = TopicPartition::new(topic, p);
+                        let reason = Reason::Forced(format!("no leader known; {tp} failed: {why}"));
+                        h.mark(&other, reason, now);
+                    }
+                }
+            }
             h.outstanding(&tp)
         };
+        self.shared.collect_events();
         if outstanding > 0 {
-            self.cut(&format!("{tp} marked unhealthy: {why}"));
+            self.cut_unless_recent(&format!("{tp} marked unhealthy: {why}"));
+        }
+    }
+
+    /// Cuts the session unless one was cut moments ago (a fresh session holds none of the
+    /// records a burst of such requests is about).
+    pub fn cut_unless_recent(&self, reason: &str) {
+        if self.shared.last_cut.lock().elapsed() >= Duration::from_millis(250) {
+            self.cut(reason);
         }
     }
 
@@ -456,7 +510,20 @@ impl Shared {
         if let Some(m) = self.meta.lock().get(topic) {
             return Ok(m.partitions);
         }
-        self.refresh_metadata(topic)
+        // A fetch that just failed is not repeated for every record (each would block).
+        if let Some(t) = self.meta_misses.lock().get(topic) {
+            if t.elapsed() < Duration::from_secs(5) {
+                return Err(SendError::MetadataUnavailable {
+                    topic: topic.into(),
+                    reason: "the last metadata fetch failed moments ago".into(),
+                });
+            }
+        }
+        self.refresh_metadata(topic).inspect_err(|_| {
+            self.meta_misses
+                .lock()
+                .insert(topic.to_string(), Instant::now());
+        })
     }
 
     /// Fetches a topic's metadata (blocking, bounded) and updates leaders in the tracker.
@@ -469,7 +536,7 @@ impl Shared {
         let md = session
             .producer
             .client()
-            .fetch_metadata(Some(topic), Duration::from_secs(5))
+            .fetch_metadata(Some(topic), Duration::from_secs(2))
             .map_err(|e| unavailable(e.to_string()))?;
         let t = md
             .topics()
