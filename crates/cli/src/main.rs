@@ -1,8 +1,9 @@
-//! The `spillway` binary: `demo` today; `run`, `doctor`, `spool`, `replay`, `chaos` and `bench`
-//! arrive with the issues that build them.
+//! The `spillway` binary: `run` (the service), `config check`, `demo`, `doctor`, and the tools
+//! of the other subcommands.
 
 mod demo;
 mod doctor;
+mod run;
 
 use std::process::ExitCode;
 
@@ -21,6 +22,11 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run Spillway: the HTTP gateway and the library, from a configuration file.
+    Run(run::RunArgs),
+    /// Configuration tools.
+    #[command(subcommand)]
+    Config(run::ConfigCommand),
     /// Run the demo on an in-process librdkafka mock cluster (no Kafka needed).
     Demo(demo::DemoArgs),
     /// Check Kafka and Spillway's producer settings for ways to lose or refuse records.
@@ -33,6 +39,8 @@ enum Command {
 fn main() -> anyhow::Result<ExitCode> {
     let cli = Cli::try_parse().unwrap_or_else(|e| doctor::exit_on_parse_error(e));
     match cli.command {
+        Command::Run(args) => run::run(args),
+        Command::Config(command) => run::config(command),
         Command::Demo(args) => demo::run(args).map(|()| ExitCode::SUCCESS),
         Command::Doctor(args) => doctor::run(args),
     }

@@ -82,6 +82,7 @@ pub mod metrics;
 pub mod produce;
 pub mod router;
 pub mod server;
+pub mod spillway_engine;
 pub mod state;
 
 pub use config::{Config, ConfigError};
@@ -90,4 +91,5 @@ pub use error::ApiError;
 pub use metrics::metrics_app;
 pub use router::{app, openapi};
 pub use server::{ServeError, Server, serve};
+pub use spillway_engine::SpillwayEngine;
 pub use state::AppState;
