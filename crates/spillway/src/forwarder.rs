@@ -76,7 +76,8 @@ pub(crate) async fn run(core: Arc<Core>, kind: StreamKind, stream: StreamName) {
     let replays_seen = *core.replay.borrow();
     // Only streams that held records when the spool was opened can hold records a previous
     // process sent without hearing back.
-    let startup = (!core.recovered.contains(&stream)).then(HashMap::new);
+    let startup =
+        (!core.recovered.contains(&stream) || !core.config.drain.dedup).then(HashMap::new);
     let mut f = Forwarder {
         backlog: core.backlog(&stream),
         core,
@@ -217,7 +218,7 @@ impl Forwarder {
             }
         }
         let mut pending: HashMap<i32, (Option<i64>, HashSet<SpillwayId>)> = HashMap::new();
-        for item in &round {
+        for item in round.iter().filter(|_| self.core.config.drain.dedup) {
             if let Some(known) = item.envelope.possibly_persisted {
                 let p = item.envelope.partition.unwrap_or(-1);
                 let entry = pending.entry(p).or_insert((known, HashSet::new()));

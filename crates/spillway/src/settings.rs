@@ -167,6 +167,9 @@ pub struct DrainSettings {
     pub settle: Duration,
     /// Most records one tail check may scan.
     pub max_tail_scan: i64,
+    /// Check partition tails before sending records that may already be in Kafka (G4). Only
+    /// ever turned off to prove that the chaos oracle catches the duplicates that follow.
+    pub dedup: bool,
 }
 
 impl Default for DrainSettings {
@@ -176,6 +179,7 @@ impl Default for DrainSettings {
             window: 2000,
             settle: Duration::from_secs(2),
             max_tail_scan: 1_000_000,
+            dedup: true,
         }
     }
 }
