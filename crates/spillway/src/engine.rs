@@ -12,7 +12,7 @@ use futures::FutureExt;
 use futures::future::BoxFuture;
 use parking_lot::Mutex;
 use serde::Serialize;
-use spillway_spool::{FsyncPolicy, OpenError, Spool, SpoolConfig};
+use spillway_spool::{FsyncPolicy, OpenError, Spool, SpoolConfig, SyncObserver};
 use tokio::sync::watch;
 
 use crate::api::{Accepted, ReceiptStatus, Record, Rejected};
@@ -133,7 +133,8 @@ impl Spillway {
         std::fs::create_dir_all(&dir)
             .map_err(|e| StartError::Config(format!("spool directory {}: {e}", dir.display())))?;
         let ids = IdGenerator::open(&dir)?;
-        let (spool, report) = Spool::open(&dir, spool_config(&config))?;
+        let metrics = Metrics::default();
+        let (spool, report) = Spool::open(&dir, spool_config(&config, &metrics))?;
         for action in &report.actions {
             tracing::warn!("spool recovery: {action:?}");
         }
@@ -190,7 +191,7 @@ impl Spillway {
             backlogs: Mutex::new(backlogs),
             forwarders: Mutex::new(HashMap::new()),
             receipts: Receipts::new(config.receipts),
-            metrics: Metrics::default(),
+            metrics,
             tail: Mutex::new(tail),
             partitions: Mutex::new(partitions),
             partition_misses: Mutex::new(HashMap::new()),
@@ -350,8 +351,12 @@ impl Spillway {
     }
 }
 
-fn spool_config(config: &SpillwayConfig) -> SpoolConfig {
+fn spool_config(config: &SpillwayConfig, metrics: &Metrics) -> SpoolConfig {
+    let fsync = metrics.spool_fsync.clone();
     SpoolConfig {
+        on_sync: Some(SyncObserver::new(move |event| {
+            fsync.observe(event.duration.as_secs_f64())
+        })),
         fsync: match config.spool.fsync {
             Fsync::Always => FsyncPolicy::Always,
             Fsync::Interval => FsyncPolicy::Interval(config.spool.fsync_interval),

@@ -382,3 +382,29 @@ async fn spool_on_failure_without_auto_replay_waits_for_a_replay_and_keeps_order
     common::assert_clean(&judge(&kafka, &spillway, &acked).await);
     spillway.shutdown(Duration::from_secs(5)).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_count_spooled_and_delivered_records_and_time_the_fsyncs() {
+    let kafka = cluster();
+    let dir = tempfile::tempdir().unwrap();
+    let spillway = Spillway::start(config(&kafka, dir.path(), Mode::SpoolFirst)).unwrap();
+    let clock = common::Clock::default();
+    let (acked, _) = load(&spillway, &clock, 50, 3, Duration::ZERO, |_| {}).await;
+    common::assert_clean(&judge(&kafka, &spillway, &acked).await);
+    let mut registry = prometheus_client::registry::Registry::default();
+    spillway.register_metrics(&mut registry);
+    let mut text = String::new();
+    prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+    let value = |needle: &str| -> f64 {
+        text.lines()
+            .find(|l| l.starts_with(needle))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("{needle} missing in:\n{text}"))
+    };
+    assert_eq!(value("spillway_records_total{topic=\"modes\",outcome=\"spooled\"}"), 50.0);
+    assert_eq!(value("spillway_records_total{topic=\"modes\",outcome=\"delivered\"}"), 50.0);
+    assert!(value("spillway_spool_fsync_duration_seconds_count") >= 1.0);
+    assert!(text.contains("spillway_breaker_state"), "{text}");
+    spillway.shutdown(Duration::from_secs(5)).await;
+}
