@@ -7,7 +7,7 @@
 //! - With `enable.idempotence=true` librdkafka retries transient errors internally and keeps
 //!   per-partition order, until `message.timeout.ms`. A delivery error therefore arrives only
 //!   after librdkafka gave up, and carries no "retriable" flag: we classify codes ourselves
-//!   ([`crate::classify`]).
+//!   ([`mod@crate::classify`]).
 //! - `rd_kafka_message_status` says whether a failed record was never sent (`NOT_PERSISTED`),
 //!   sent without an answer (`POSSIBLY_PERSISTED`), or acknowledged.
 //! - When a record times out, an idempotent producer bumps its epoch and carries on, so a
