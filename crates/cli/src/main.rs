@@ -4,6 +4,7 @@
 mod demo;
 mod doctor;
 mod run;
+mod spool_cmd;
 
 use std::process::ExitCode;
 
@@ -34,14 +35,26 @@ enum Command {
     /// Exit code (Nagios): 0 OK, 1 warning (an unknown counts as one), 2 critical, 3 could not
     /// run. See docs/operations.md.
     Doctor(doctor::DoctorArgs),
+    /// Tools for a spool directory: inspect, verify, repair, export, replay.
+    ///
+    /// Every one refuses a spool another process has open (its LOCK is held). Exit codes: 0
+    /// OK, 1 warning, 2 error, 3 could not run (replay: 130 when interrupted). See
+    /// docs/operations.md, "Spool tools".
+    Spool(spool_cmd::SpoolArgs),
 }
 
 fn main() -> anyhow::Result<ExitCode> {
-    let cli = Cli::try_parse().unwrap_or_else(|e| doctor::exit_on_parse_error(e));
+    let cli = Cli::try_parse().unwrap_or_else(|e| {
+        if spool_cmd::is_spool_invocation() {
+            spool_cmd::exit_on_parse_error(e)
+        }
+        doctor::exit_on_parse_error(e)
+    });
     match cli.command {
         Command::Run(args) => run::run(args),
         Command::Config(command) => run::config(command),
         Command::Demo(args) => demo::run(args).map(|()| ExitCode::SUCCESS),
         Command::Doctor(args) => doctor::run(args),
+        Command::Spool(args) => Ok(spool_cmd::run(args)),
     }
 }
