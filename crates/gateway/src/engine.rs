@@ -56,4 +56,10 @@ pub trait Engine: Send + Sync + 'static {
 
     /// Flushes and stops within `deadline`; undelivered records stay in the spool.
     fn shutdown(&self, deadline: Duration) -> BoxFuture<'static, ()>;
+
+    /// The engine's `spillway_sheds_total` family, when it registers one: the gateway then
+    /// counts its own sheds (in-flight bytes, concurrency) in it instead of a second family.
+    fn shed_family(&self) -> Option<crate::metrics::ShedFamily> {
+        None
+    }
 }

@@ -67,10 +67,21 @@ impl GatewayMetrics {
     /// Registers the gateway's families in `registry`; `spillway_sheds` only when
     /// `export_sheds` (false when the engine already registered that name).
     pub fn register(registry: &mut Registry, export_sheds: bool) -> Self {
+        Self::register_with(registry, export_sheds, None)
+    }
+
+    /// Like [`GatewayMetrics::register`], counting sheds in `shared` (the engine's own
+    /// `spillway_sheds` family, already registered) when given.
+    pub fn register_with(
+        registry: &mut Registry,
+        export_sheds: bool,
+        shared: Option<ShedFamily>,
+    ) -> Self {
+        let export_sheds = export_sheds && shared.is_none();
         let metrics = Self {
             requests: Family::default(),
             duration: Family::new_with_constructor(duration_histogram as fn() -> Histogram),
-            sheds: Family::default(),
+            sheds: shared.unwrap_or_default(),
         };
         registry.register(
             "spillway_http_requests",

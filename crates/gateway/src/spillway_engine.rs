@@ -63,6 +63,10 @@ impl Engine for SpillwayEngine {
         self.spillway.register_metrics(registry);
     }
 
+    fn shed_family(&self) -> Option<crate::metrics::ShedFamily> {
+        Some(self.spillway.shed_family())
+    }
+
     fn shutdown(&self, deadline: Duration) -> BoxFuture<'static, ()> {
         let spillway = self.spillway.clone();
         async move { spillway.shutdown(deadline).await }.boxed()

@@ -33,13 +33,14 @@ impl AppState {
         let mut registry = Registry::default();
         engine.register_metrics(&mut registry);
         let engine_counts_sheds = registry_has(&registry, "spillway_sheds");
-        if engine_counts_sheds {
+        let shared = engine_counts_sheds.then(|| engine.shed_family()).flatten();
+        if engine_counts_sheds && shared.is_none() {
             tracing::warn!(
                 "the engine exports spillway_sheds_total: the gateway's own sheds \
                  (inflight_bytes, concurrency) are logged but not exported"
             );
         }
-        let metrics = GatewayMetrics::register(&mut registry, !engine_counts_sheds);
+        let metrics = GatewayMetrics::register_with(&mut registry, !engine_counts_sheds, shared);
         let auth = Authenticator::new(&config.auth);
         let inflight = InflightBytes::new(config.limits.max_inflight_bytes);
         Self(Arc::new(Inner {

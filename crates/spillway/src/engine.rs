@@ -290,6 +290,16 @@ impl Spillway {
         self.core.metrics.register(registry);
     }
 
+    /// The `spillway_sheds_total` family, for a front end (the gateway) that sheds too.
+    pub fn shed_family(
+        &self,
+    ) -> prometheus_client::metrics::family::Family<
+        Vec<(&'static str, String)>,
+        prometheus_client::metrics::counter::Counter,
+    > {
+        self.core.metrics.sheds.clone()
+    }
+
     /// For `spool_on_failure` routes without automatic replay: drain their spools now.
     pub fn replay(&self) {
         self.core.replay.send_modify(|n| *n += 1);
