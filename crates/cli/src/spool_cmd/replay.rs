@@ -147,14 +147,16 @@ async fn watch_signals(stop: Arc<AtomicBool>) {
     stop.store(true, Ordering::SeqCst);
 }
 
-/// Engine warnings (recovery actions, tail checks too long to make) on stderr; `RUST_LOG`
-/// overrides the level.
+/// Engine warnings (recovery actions, tail checks too long to make) on stderr; librdkafka's
+/// own connection chatter is off (the progress bar says what the replay waits for). `RUST_LOG`
+/// overrides this.
 fn init_logging() {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "warn,librdkafka=off".into()),
+                .unwrap_or_else(|_| "warn,librdkafka=off,rdkafka=off".into()),
         )
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
         .try_init();
 }
@@ -218,10 +220,12 @@ async fn replay_spool(
     let bar = progress(deliverable, "records", args.no_progress);
     let deadline = args.timeout.map(|t| started + t);
     let mut last_line = Instant::now();
+    let mut waiting: String;
     let outcome = loop {
         let left = spillway.backlog().saturating_sub(foreign);
         bar.set_position(deliverable.saturating_sub(left));
-        bar.set_message(waiting_for(&spillway));
+        waiting = waiting_for(&spillway);
+        bar.set_message(waiting.clone());
         if left == 0 {
             break Outcome::Done;
         }
@@ -250,15 +254,15 @@ async fn replay_spool(
     let counts = Counts::of(&spillway);
     let left = spillway.backlog().saturating_sub(foreign);
     drop(spillway);
-    print_summary(
-        args,
+    let report = Report {
         outcome,
-        started.elapsed(),
-        deliverable,
+        took: started.elapsed(),
+        total: deliverable,
         left,
         foreign,
-        &counts,
-    );
+        waiting,
+    };
+    print_summary(args, &report, &counts);
     Ok(match outcome {
         Outcome::Interrupted => INTERRUPTED,
         Outcome::Done if counts.dead_lettered == 0 => OK,
@@ -282,8 +286,8 @@ fn waiting_for(spillway: &Spillway) -> String {
         .find(|r| r.breaker != spillway::breaker::BreakerState::Closed)
     {
         return format!(
-            "waiting: breaker {:?} ({})",
-            r.breaker,
+            "waiting: breaker {} ({})",
+            r.breaker.as_str(),
             r.last_open_reason.as_deref().unwrap_or("")
         );
     }
@@ -335,15 +339,20 @@ fn sum(text: &str, metric: &str, label: Option<&str>) -> u64 {
         .sum::<f64>() as u64
 }
 
-fn print_summary(
-    args: &ReplayArgs,
+/// How a spool replay ended.
+#[derive(Debug)]
+struct Report {
     outcome: Outcome,
     took: Duration,
     total: u64,
     left: u64,
     foreign: u64,
-    c: &Counts,
-) {
+    /// What it was waiting for last, if anything.
+    waiting: String,
+}
+
+fn print_summary(args: &ReplayArgs, r: &Report, c: &Counts) {
+    let (outcome, took, total, left, foreign) = (r.outcome, r.took, r.total, r.left, r.foreign);
     let took = humantime::format_duration(Duration::from_millis(took.as_millis() as u64));
     let head = match outcome {
         Outcome::Done => format!("done in {took}"),
@@ -370,6 +379,9 @@ fn print_summary(
             "  {:<40} {foreign:>10}",
             "in streams not Spillway's (left alone)"
         );
+    }
+    if left > 0 && !r.waiting.is_empty() {
+        println!("last state: {}", r.waiting);
     }
     if left > 0 {
         println!("rerun the same command to deliver the rest: nothing delivered is sent again.");

@@ -181,7 +181,7 @@ pub fn spawn_spool(args: &[&str]) -> Child {
 
 fn command(args: &[&str]) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_spillway"));
-    c.arg("spool").args(args).env("RUST_LOG", "warn");
+    c.arg("spool").args(args).env_remove("RUST_LOG");
     c
 }
 
