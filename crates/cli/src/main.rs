@@ -1,6 +1,7 @@
 //! The `spillway` binary: `run` (the service), `config check`, `demo`, `doctor`, and the tools
 //! of the other subcommands.
 
+mod chaos;
 mod demo;
 mod doctor;
 mod run;
@@ -28,6 +29,11 @@ enum Command {
     /// Configuration tools.
     #[command(subcommand)]
     Config(run::ConfigCommand),
+    /// Chaos run: real broker, gateway and load under seeded faults, judged by the oracle.
+    ///
+    /// Exit 0 when nothing acknowledged was lost, duplicated, corrupted or reordered, 1 on any
+    /// violation. See docs/reliability.md.
+    Chaos(chaos::ChaosArgs),
     /// Run the demo on an in-process librdkafka mock cluster (no Kafka needed).
     Demo(demo::DemoArgs),
     /// Check Kafka and Spillway's producer settings for ways to lose or refuse records.
@@ -53,6 +59,7 @@ fn main() -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Run(args) => run::run(args),
         Command::Config(command) => run::config(command),
+        Command::Chaos(args) => chaos::run(args),
         Command::Demo(args) => demo::run(args).map(|()| ExitCode::SUCCESS),
         Command::Doctor(args) => doctor::run(args),
         Command::Spool(args) => Ok(spool_cmd::run(args)),

@@ -277,3 +277,31 @@ mod tests {
         assert!(toml::from_str::<SpillwayConfig>("[spool]\ndri = 'x'\n").is_err());
     }
 }
+
+#[cfg(test)]
+mod example {
+    use super::*;
+
+    #[test]
+    fn the_example_configuration_s_library_section_is_valid() {
+        let path =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/spillway.toml");
+        let text = std::fs::read_to_string(path).unwrap();
+        let file: toml::Table = toml::from_str(&text).unwrap();
+        let library = file["library"].clone();
+        let c: SpillwayConfig = library.try_into().unwrap();
+        assert_eq!(c.kafka.bootstrap_servers, "localhost:9092");
+        assert_eq!(c.routes.len(), 2);
+        let d = SpillwayConfig::default();
+        assert_eq!(c.breaker, d.breaker);
+        assert_eq!(c.health, d.health);
+        assert_eq!(c.drain, d.drain);
+        assert_eq!(c.canary, d.canary);
+        assert_eq!(c.default_route, d.default_route);
+        assert_eq!(
+            (c.spool.capacity_bytes, c.spool.fsync),
+            (d.spool.capacity_bytes, d.spool.fsync)
+        );
+        assert!(c.kafka.lint().is_empty());
+    }
+}

@@ -402,8 +402,14 @@ async fn metrics_count_spooled_and_delivered_records_and_time_the_fsyncs() {
             .and_then(|v| v.parse().ok())
             .unwrap_or_else(|| panic!("{needle} missing in:\n{text}"))
     };
-    assert_eq!(value("spillway_records_total{topic=\"modes\",outcome=\"spooled\"}"), 50.0);
-    assert_eq!(value("spillway_records_total{topic=\"modes\",outcome=\"delivered\"}"), 50.0);
+    assert_eq!(
+        value("spillway_records_total{topic=\"modes\",outcome=\"spooled\"}"),
+        50.0
+    );
+    assert_eq!(
+        value("spillway_records_total{topic=\"modes\",outcome=\"delivered\"}"),
+        50.0
+    );
     assert!(value("spillway_spool_fsync_duration_seconds_count") >= 1.0);
     assert!(text.contains("spillway_breaker_state"), "{text}");
     spillway.shutdown(Duration::from_secs(5)).await;
