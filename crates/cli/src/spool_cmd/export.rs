@@ -19,7 +19,6 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use clap::{Args, ValueEnum};
 use serde::Serialize;
-use serde_json::{Value, json};
 use spillway::envelope::Envelope;
 use spillway_spool::inspect;
 use spillway_spool::{Record, Seq, StreamName};
@@ -69,55 +68,98 @@ fn bytes(b: &[u8]) -> Bytes {
     }
 }
 
+/// A header: its name, and its value like a key's.
+#[derive(Debug, Serialize)]
+struct Header<'a> {
+    name: &'a str,
+    #[serde(flatten)]
+    value: Bytes,
+}
+
+/// One exported record, fields in this order.
+#[derive(Debug, Serialize)]
+struct Line<'a> {
+    stream: &'a str,
+    seq: u64,
+    appended_ms: u64,
+    appended_at: String,
+    #[serde(flatten)]
+    body: Body<'a>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+enum Body<'a> {
+    Record {
+        topic: &'a str,
+        partition: Option<i32>,
+        explicit_partition: Option<i32>,
+        timestamp_ms: Option<i64>,
+        key: Option<Bytes>,
+        value: Option<Bytes>,
+        headers: Vec<Header<'a>>,
+        id: String,
+        priority: &'static str,
+        possibly_persisted: bool,
+        known_before: Option<i64>,
+    },
+    Undecodable {
+        error: String,
+        payload: Raw,
+    },
+}
+
+#[derive(Debug, Serialize)]
+struct Raw {
+    base64: String,
+}
+
 /// The JSON line of one record; `Err` carries the line of an undecodable one.
-pub fn line(record: &Record) -> Result<Value, Value> {
-    let position = json!({
-        "stream": record.position.stream.as_str(),
-        "seq": record.position.seq.0,
-        "appended_ms": record.timestamp_ms,
-        "appended_at": render::time(record.timestamp_ms),
-    });
-    let mut out = position.as_object().cloned().unwrap_or_default();
-    match Envelope::decode(&record.payload) {
+pub fn line(record: &Record) -> Result<String, String> {
+    let envelope = Envelope::decode(&record.payload);
+    let body = match &envelope {
         Ok(env) => {
             let r = &env.record;
-            let headers: Vec<Value> = r
-                .headers
-                .iter()
-                .map(|(name, value)| {
-                    let b = bytes(value);
-                    json!({"name": name, "base64": b.base64, "utf8": b.utf8})
-                })
-                .collect();
-            out.extend([
-                ("topic".into(), json!(r.topic)),
-                ("partition".into(), json!(env.partition)),
-                ("explicit_partition".into(), json!(r.partition)),
-                ("timestamp_ms".into(), json!(r.timestamp_ms)),
-                ("key".into(), json!(r.key.as_deref().map(bytes))),
-                ("value".into(), json!(r.value.as_deref().map(bytes))),
-                ("headers".into(), json!(headers)),
-                ("id".into(), json!(r.id.to_string())),
-                ("priority".into(), json!(env.priority.as_str())),
-                (
-                    "possibly_persisted".into(),
-                    json!(env.possibly_persisted.is_some()),
-                ),
-                (
-                    "known_before".into(),
-                    json!(env.possibly_persisted.flatten()),
-                ),
-            ]);
-            Ok(Value::Object(out))
+            Body::Record {
+                topic: &r.topic,
+                partition: env.partition,
+                explicit_partition: r.partition,
+                timestamp_ms: r.timestamp_ms,
+                key: r.key.as_deref().map(bytes),
+                value: r.value.as_deref().map(bytes),
+                headers: r
+                    .headers
+                    .iter()
+                    .map(|(name, value)| Header {
+                        name,
+                        value: bytes(value),
+                    })
+                    .collect(),
+                id: r.id.to_string(),
+                priority: env.priority.as_str(),
+                possibly_persisted: env.possibly_persisted.is_some(),
+                known_before: env.possibly_persisted.flatten(),
+            }
         }
-        Err(e) => {
-            out.insert("error".into(), json!(e.to_string()));
-            out.insert(
-                "payload".into(),
-                json!({"base64": B64.encode(&record.payload)}),
-            );
-            Err(Value::Object(out))
-        }
+        Err(e) => Body::Undecodable {
+            error: e.to_string(),
+            payload: Raw {
+                base64: B64.encode(&record.payload),
+            },
+        },
+    };
+    let line = Line {
+        stream: record.position.stream.as_str(),
+        seq: record.position.seq.0,
+        appended_ms: record.timestamp_ms,
+        appended_at: render::time(record.timestamp_ms),
+        body,
+    };
+    let text = serde_json::to_string(&line).expect("an export line serialises");
+    if envelope.is_ok() {
+        Ok(text)
+    } else {
+        Err(text)
     }
 }
 
@@ -133,15 +175,15 @@ pub fn run(args: ExportArgs) -> anyhow::Result<u8> {
         if args.limit.is_some_and(|l| printed >= l) {
             break;
         }
-        let value = match line(&record?) {
-            Ok(v) => v,
-            Err(v) => {
+        let text = match line(&record?) {
+            Ok(t) => t,
+            Err(t) => {
                 undecodable += 1;
-                v
+                t
             }
         };
-        let written = serde_json::to_writer(&mut out, &value)
-            .map_err(io::Error::from)
+        let written = out
+            .write_all(text.as_bytes())
             .and_then(|()| out.write_all(b"\n"));
         if let Err(e) = written {
             if e.kind() == io::ErrorKind::BrokenPipe {

@@ -168,7 +168,7 @@ pub fn progress(total: u64, unit: &str, hidden: bool) -> ProgressBar {
     }
     let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
     let template = format!(
-        "{{spinner}} [{{elapsed_precise}}] {{wide_bar}} {{pos}}/{{len}} {unit} ({{per_sec}}, eta {{eta}}) {{msg}}"
+        "{{spinner}} [{{elapsed_precise}}] {{wide_bar}} {{pos}}/{{len}} {unit} (eta {{eta}}) {{msg}}"
     );
     if let Ok(style) = ProgressStyle::with_template(&template) {
         bar.set_style(style);
@@ -225,7 +225,9 @@ async fn replay_spool(
         let left = spillway.backlog().saturating_sub(foreign);
         bar.set_position(deliverable.saturating_sub(left));
         waiting = waiting_for(&spillway);
-        bar.set_message(waiting.clone());
+        let done = deliverable.saturating_sub(left);
+        let rate = done as f64 / started.elapsed().as_secs_f64().max(0.001);
+        bar.set_message(format!("{rate:.0}/s {waiting}"));
         if left == 0 {
             break Outcome::Done;
         }
