@@ -50,7 +50,8 @@ pub struct ReplayArgs {
     /// fixed. Progress is kept in DIR/dead-letters.replayed.
     #[arg(long)]
     pub dead_letters: bool,
-    /// Send at most this many records per second (all streams together). Default: no limit.
+    /// Send at most this many records per second (all streams together; not with
+    /// --dead-letters). Default: no limit.
     #[arg(long, value_name = "N")]
     pub rate: Option<u32>,
     /// Give up after this long, leaving the rest in the spool for a rerun (exit code 1).
@@ -220,11 +221,16 @@ async fn replay_spool(
     let bar = progress(deliverable, "records", args.no_progress);
     let deadline = args.timeout.map(|t| started + t);
     let mut last_line = Instant::now();
-    let mut waiting: String;
+    let mut waiting = String::new();
+    let mut last_status: Option<Instant> = None;
     let outcome = loop {
         let left = spillway.backlog().saturating_sub(foreign);
         bar.set_position(deliverable.saturating_sub(left));
-        waiting = waiting_for(&spillway);
+        // `status()` reads every stream's statistics: once a second is enough.
+        if last_status.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
+            last_status = Some(Instant::now());
+            waiting = waiting_for(&spillway);
+        }
         let done = deliverable.saturating_sub(left);
         let rate = done as f64 / started.elapsed().as_secs_f64().max(0.001);
         bar.set_message(format!("{rate:.0}/s {waiting}"));
