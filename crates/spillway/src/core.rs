@@ -65,6 +65,8 @@ pub(crate) struct Core {
     /// Streams that held records when the spool was opened.
     pub recovered: std::collections::HashSet<StreamName>,
     pub canary: crate::canary::Canary,
+    /// What the spool's recovery did at open.
+    pub recovery: spillway_spool::RecoveryReport,
 }
 
 impl std::fmt::Debug for Core {

@@ -29,6 +29,7 @@ use crate::receipts::Receipts;
 use crate::record::{IdGenerator, IdentityError, SpillwayId};
 use crate::route::Routes;
 use crate::settings::{Fsync, SpillwayConfig};
+use crate::streams::StreamKind;
 use crate::tail::TailReader;
 
 /// Why Spillway could not start.
@@ -132,9 +133,10 @@ impl Spillway {
         let dir = config.spool.dir.clone();
         std::fs::create_dir_all(&dir)
             .map_err(|e| StartError::Config(format!("spool directory {}: {e}", dir.display())))?;
-        let ids = IdGenerator::open(&dir)?;
         let metrics = Metrics::default();
+        // The spool's lock first: a second process must not touch the identity file either.
         let (spool, report) = Spool::open(&dir, spool_config(&config, &metrics))?;
+        let ids = IdGenerator::open(&dir)?;
         for action in &report.actions {
             tracing::warn!("spool recovery: {action:?}");
         }
@@ -175,6 +177,10 @@ impl Spillway {
             let Ok(name) = spillway_spool::StreamName::new(&s.name) else {
                 continue;
             };
+            if StreamKind::parse(name.as_str()).is_none() {
+                tracing::warn!(stream = %name, "a stream not named by Spillway: left alone");
+                continue;
+            }
             let b = Backlog::default();
             b.unresolved.store(s.records, Ordering::Release);
             backlogs.insert(name.clone(), Arc::new(b));
@@ -205,6 +211,7 @@ impl Spillway {
             shutdown,
             drain_limiter: config.drain.rate.map(RateLimiter::new),
             recovered: recovered.clone(),
+            recovery: report.clone(),
             canary: Canary::new(
                 &config_client(&config)?,
                 config.canary.topic.clone(),
@@ -348,6 +355,16 @@ impl Spillway {
         for h in forwarders {
             h.abort();
         }
+    }
+
+    /// What the spool's recovery found and did when this instance opened it.
+    pub fn recovery_report(&self) -> &spillway_spool::RecoveryReport {
+        &self.core.recovery
+    }
+
+    /// Records found already in Kafka by tail checks (not sent again), since start.
+    pub fn deduplicated(&self) -> u64 {
+        self.core.metrics.dedup_found.get() + self.core.producer.counters().resolved_found
     }
 
     /// The directory of the spool.

@@ -195,11 +195,22 @@ impl Forwarder {
                         envelope,
                     }),
                     Err(e) => {
-                        // Undecodable (written by a newer version, or damaged past the CRC):
-                        // it cannot be delivered; keep it visible and move on.
-                        tracing::error!(position = %record.position, "undecodable spooled record, skipped: {e}");
-                        self.core.metrics.record(self.kind.topic(), "dead_lettered");
-                        self.ack(&record.position);
+                        // Undecodable (written by a newer version, or damaged past the CRC): it
+                        // cannot be delivered. Its bytes go to `undecodable.jsonl` (fsync'd)
+                        // before it leaves the stream, so nothing disappears unseen.
+                        tracing::error!(position = %record.position, "undecodable spooled record set aside: {e}");
+                        match set_aside(self.core.spool.dir(), &record, &e.to_string()) {
+                            Ok(()) => {
+                                self.core.metrics.record(self.kind.topic(), "dead_lettered");
+                                self.resolve(&record.position);
+                            }
+                            Err(io) => {
+                                tracing::error!(
+                                    "cannot write undecodable.jsonl ({io}); the record stays in the spool"
+                                );
+                                return Ok(round);
+                            }
+                        }
                     }
                 }
             }
@@ -454,6 +465,29 @@ impl Forwarder {
             tracing::error!(%position, "acknowledging in the spool: {e}");
         }
     }
+}
+
+/// Appends an undecodable record's raw bytes to `<spool>/undecodable.jsonl`, fsync'd.
+fn set_aside(
+    dir: &std::path::Path,
+    record: &spillway_spool::Record,
+    error: &str,
+) -> std::io::Result<()> {
+    use base64::Engine as _;
+    use std::io::Write;
+    let line = serde_json::json!({
+        "stream": record.position.stream.as_str(),
+        "seq": record.position.seq.0,
+        "appended_ms": record.timestamp_ms,
+        "error": error,
+        "payload_base64": base64::engine::general_purpose::STANDARD.encode(&record.payload),
+    });
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("undecodable.jsonl"))?;
+    writeln!(f, "{line}")?;
+    f.sync_data()
 }
 
 /// The checkpoint blob: `u16 count`, then per partition `i32 partition, i64 offset` (LE). At

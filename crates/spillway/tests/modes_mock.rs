@@ -414,3 +414,33 @@ async fn metrics_count_spooled_and_delivered_records_and_time_the_fsyncs() {
     assert!(text.contains("spillway_breaker_state"), "{text}");
     spillway.shutdown(Duration::from_secs(5)).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_undecodable_spooled_record_is_set_aside_with_its_bytes_and_the_rest_drains() {
+    let kafka = cluster();
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let (spool, _) =
+            spillway_spool::Spool::open(dir.path(), spillway_spool::SpoolConfig::default())
+                .unwrap();
+        let stream = spillway_spool::StreamName::new(&format!("{TOPIC}.p1")).unwrap();
+        spool
+            .append(
+                &stream,
+                spillway_spool::RecordIn::new(&b"not an envelope"[..]),
+            )
+            .await
+            .unwrap();
+        spool.shutdown().await.unwrap();
+    }
+    let spillway = Spillway::start(config(&kafka, dir.path(), Mode::SpoolFirst)).unwrap();
+    let clock = common::Clock::default();
+    let (acked, _) = load(&spillway, &clock, 20, 3, Duration::ZERO, |_| {}).await;
+    common::assert_clean(&judge(&kafka, &spillway, &acked).await);
+    let aside = std::fs::read_to_string(dir.path().join("undecodable.jsonl")).unwrap();
+    assert!(
+        aside.contains("\"stream\":\"modes.p1\"") && aside.contains("bm90IGFuIGVudmVsb3Bl"),
+        "{aside}"
+    );
+    spillway.shutdown(Duration::from_secs(5)).await;
+}
