@@ -480,6 +480,24 @@ mod tests {
     }
 
     #[test]
+    fn tls_and_sasl_settings_pass_through_to_librdkafka_and_stay_secret() {
+        for mechanism in ["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER"] {
+            let s = KafkaSettings::new("b:9093")
+                .property("security.protocol", "sasl_ssl")
+                .property("sasl.mechanism", mechanism)
+                .property("sasl.username", "spillway")
+                .property("sasl.password", "s3cr3t-pw")
+                .property("ssl.endpoint.identification.algorithm", "https");
+            let (config, findings) = s.client_config().unwrap();
+            assert!(findings.is_empty(), "{findings:?}");
+            // librdkafka itself accepts the combination (the `ssl` feature is built in).
+            let producer: Result<rdkafka::producer::BaseProducer, _> = config.create();
+            assert!(producer.is_ok(), "{mechanism}: {:?}", producer.err());
+            assert!(!format!("{s:?}").contains("s3cr3t"));
+        }
+    }
+
+    #[test]
     fn passed_through_properties_override_defaults_and_are_judged() {
         let s = KafkaSettings::new("b:9092").property("message.timeout.ms", "1000");
         assert_eq!(s.effective_properties()["message.timeout.ms"], "1000");
