@@ -47,7 +47,10 @@ use schedule::{FaultKind, Pace, Scheduler};
 
 const TOPIC: &str = "chaos";
 const PARTITIONS: i32 = 3;
-const DRAIN_TIMEOUT: Duration = Duration::from_secs(300);
+/// The longest wait for the final drain...
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(1800);
+/// ...and the longest time without progress in it.
+const DRAIN_STALL: Duration = Duration::from_secs(120);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum ModeArg {
@@ -422,6 +425,19 @@ async fn chaos(args: ChaosArgs) -> anyhow::Result<Report> {
             "chaos run FAILED (seed {seed}); the gateway log is {}",
             harness.gateway.log_path().display()
         );
+        if harness.disk.is_tmpfs() {
+            // The tmpfs goes with the run: keep the spool for a post-mortem.
+            let kept = out.join("spool-kept");
+            let copied = std::process::Command::new("cp")
+                .arg("-a")
+                .arg(harness.disk.spool_dir())
+                .arg(&kept)
+                .status()
+                .is_ok_and(|s| s.success());
+            if copied {
+                eprintln!("the spool as it was at the end: {}", kept.display());
+            }
+        }
     }
     drop(harness);
     Ok(report)
@@ -451,20 +467,35 @@ fn fault_phase(
 }
 
 /// Heals everything and waits until the spool is empty (and stays so). Returns whether it
-/// drained and how long that took.
+/// drained and how long that took. Gives up when the spool has not shrunk to a new low for
+/// [`DRAIN_STALL`], or after [`DRAIN_TIMEOUT`] in all.
 fn heal_and_drain(harness: &mut Harness) -> anyhow::Result<(bool, f64)> {
     harness.heal_all()?;
     let from = Instant::now();
     let mut empty_polls = 0;
     let mut last_check = Instant::now();
-    while from.elapsed() < DRAIN_TIMEOUT {
-        match harness.spool_records() {
+    let (mut low, mut low_at) = (u64::MAX, Instant::now());
+    let mut last_print = Instant::now();
+    while from.elapsed() < DRAIN_TIMEOUT && low_at.elapsed() < DRAIN_STALL {
+        let records = harness.spool_records();
+        match records {
             Some(0) => empty_polls += 1,
             _ => empty_polls = 0,
+        }
+        if let Some(n) = records.filter(|n| *n < low) {
+            (low, low_at) = (n, Instant::now());
         }
         if empty_polls >= 4 {
             let took = from.elapsed().as_secs_f64() - 0.75;
             return Ok((true, took.max(0.0)));
+        }
+        if last_print.elapsed() > Duration::from_secs(10) {
+            println!(
+                "{:>7.1}s  draining: {} records left",
+                harness.started.elapsed().as_secs_f64(),
+                records.map_or("?".to_string(), |n| n.to_string())
+            );
+            last_print = Instant::now();
         }
         if last_check.elapsed() > Duration::from_secs(2) {
             harness.check_health()?;
