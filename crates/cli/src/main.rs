@@ -2,6 +2,7 @@
 //! of the other subcommands.
 
 mod chaos;
+mod bench_cmd;
 mod demo;
 mod doctor;
 mod run;
@@ -26,6 +27,10 @@ struct Cli {
 enum Command {
     /// Run Spillway: the HTTP gateway and the library, from a configuration file.
     Run(run::RunArgs),
+    /// Benchmarks, each against a baseline measured in the same run; prints the ratios.
+    ///
+    /// Writes report.md, report.json and charts into --out. See docs/benchmarks.md.
+    Bench(bench_cmd::BenchArgs),
     /// Configuration tools.
     #[command(subcommand)]
     Config(run::ConfigCommand),
@@ -58,6 +63,7 @@ fn main() -> anyhow::Result<ExitCode> {
     });
     match cli.command {
         Command::Run(args) => run::run(args),
+        Command::Bench(args) => bench_cmd::run(args),
         Command::Config(command) => run::config(command),
         Command::Chaos(args) => chaos::run(args),
         Command::Demo(args) => demo::run(args).map(|()| ExitCode::SUCCESS),

@@ -1,0 +1,30 @@
+//! One run of one delivery mode on the mock cluster, for profiling; `spillway bench modes`
+//! runs the real comparison.
+//!
+//! ```sh
+//! cargo run --release -p spillway-bench --example mode -- [spool_first|failover_keyless|failover_keyed] [RECORDS]
+//! ```
+
+use spillway_bench::modes::{ModesBenchOptions, spillway_run};
+use spillway_test_support::MockKafka;
+
+fn main() {
+    let mut args = std::env::args().skip(1);
+    let system = args.next().unwrap_or_else(|| "failover_keyless".into());
+    let records: u64 = args.next().map_or(300_000, |a| a.parse().expect("records"));
+    let kafka = MockKafka::new(3).expect("mock cluster");
+    kafka.create_topic("bench-modes", 3).expect("topic");
+    let opts = ModesBenchOptions {
+        records,
+        ..ModesBenchOptions::default()
+    };
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let base = std::env::temp_dir();
+    let run = rt
+        .block_on(spillway_run(&opts, &base, kafka.bootstrap(), &system, 0))
+        .expect("run");
+    println!(
+        "{system}: {:.0} records/s end to end, {:.0} accepted/s, {:.2} µs CPU/record",
+        run.records_per_s, run.accepted_per_s, run.cpu_us_per_record
+    );
+}

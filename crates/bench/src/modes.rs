@@ -1,0 +1,900 @@
+//! The delivery modes against vanilla rdkafka (issue 5), in one run on the same mock cluster.
+//!
+//! - **vanilla** = 1.0: a `BaseProducer` with Spillway's librdkafka settings produces N keyless
+//!   records and waits for every acks=all report.
+//! - **spool_first end-to-end**: `Spillway::send` of the same N records on a `spool_first`
+//!   route (fsync per `fsync`, default `always`), `window` answers outstanding; the clock stops
+//!   when the last record is *delivered to Kafka* (`backlog()` back to 0), not when it is
+//!   accepted. The accept rate (all answers in) is reported beside it. Target ≥ 0.80.
+//! - **failover, healthy**: the default mode while Kafka is up: each answer is a Kafka ack.
+//!   Keyless records (straight to the producer) and keyed records (through the per-partition
+//!   lanes that keep order) are measured separately. Target ≥ 0.95.
+//! - **drain**: on a mock cluster behind fault proxies, every broker blackholed, a
+//!   `spool_first` Spillway spools N records; the brokers are healed, and the drain is timed
+//!   from the first record delivered to the backlog's end (the time from the heal to the first
+//!   delivery — breaker cooldown and canary — is reported apart). Baseline: vanilla producing N
+//!   records through the same proxies. Target ≥ 0.80. The backlog over time is kept for a plot.
+//! - **RSS during a long outage**: `failover` route, keyed records at a steady `outage_rate`,
+//!   every broker blackholed for `outage` after a healthy warm-up; `VmRSS` sampled each second.
+//!   Flat means: growth over the second half of the outage under 5 %.
+//!
+//! Every throughput case runs `rounds` times, alternating systems; ratios are medians of the
+//! per-round ratios.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
+use serde::Serialize;
+use spillway::settings::{Fsync, TopicSettings};
+use spillway::{Mode, Record, Route, Spillway, SpillwayConfig};
+use spillway_test_support::MockKafka;
+use spillway_test_support::mock::Unreachable;
+
+use crate::report::{
+    Progress, Table, TargetRow, Verdict, fmt_ratio, fmt_runs, load_average, median, payload, ratio,
+    rss_bytes,
+};
+use crate::vanilla::{Placement, Run, Vanilla, produce_vanilla, producer_options, vanilla_config};
+
+const TOPIC: &str = "bench-modes";
+
+/// What to measure.
+#[derive(Debug, Clone)]
+pub struct ModesBenchOptions {
+    /// Records per throughput run and in the drain backlog.
+    pub records: u64,
+    pub record_bytes: usize,
+    /// Answers outstanding at most while pumping records into Spillway.
+    pub window: usize,
+    pub rounds: usize,
+    pub fsync: Fsync,
+    /// Distinct keys of keyed records.
+    pub keys: u32,
+    /// Run the drain case.
+    pub drain: bool,
+    /// Length of the outage of the RSS case (zero: skip it).
+    pub outage: Duration,
+    /// Records per second during that outage.
+    pub outage_rate: u32,
+    /// Parent of the spool directories (default: the system temp dir).
+    pub dir: Option<std::path::PathBuf>,
+    pub progress: Progress,
+}
+
+impl Default for ModesBenchOptions {
+    fn default() -> Self {
+        ModesBenchOptions {
+            records: 1_000_000,
+            record_bytes: 100,
+            window: 10_000,
+            rounds: 3,
+            fsync: Fsync::Always,
+            keys: 1000,
+            drain: true,
+            outage: Duration::from_secs(5 * 60),
+            outage_rate: 2000,
+            dir: None,
+            progress: Progress::default(),
+        }
+    }
+}
+
+impl ModesBenchOptions {
+    pub fn quick() -> Self {
+        ModesBenchOptions {
+            records: 100_000,
+            outage: Duration::from_secs(30),
+            ..Self::default()
+        }
+    }
+}
+
+/// One throughput run.
+#[derive(Debug, Clone, Serialize)]
+pub struct ModeRun {
+    /// `vanilla`, `spool_first`, `failover_keyless`, `failover_keyed`.
+    pub system: String,
+    pub round: usize,
+    pub records: u64,
+    /// Records that were not accepted (or not delivered, for vanilla).
+    pub rejected: u64,
+    /// Seconds until every answer was in.
+    pub accept_secs: f64,
+    /// Seconds until every record was in Kafka.
+    pub delivered_secs: f64,
+    /// Records per second, end to end (delivered).
+    pub records_per_s: f64,
+    /// Records per second accepted.
+    pub accepted_per_s: f64,
+    pub cpu_us_per_record: f64,
+}
+
+/// One drain round.
+#[derive(Debug, Clone, Serialize)]
+pub struct DrainRun {
+    pub round: usize,
+    pub records: u64,
+    /// Spooling the backlog while Kafka was unreachable, records/s accepted.
+    pub spool_per_s: f64,
+    /// Heal → first record delivered, seconds.
+    pub first_delivery_s: f64,
+    /// First delivery → backlog 0, seconds.
+    pub drain_secs: f64,
+    pub drain_per_s: f64,
+    /// Vanilla through the same proxies, records/s.
+    pub vanilla_per_s: f64,
+    pub ratio: Option<f64>,
+    /// (seconds since the heal, backlog) samples.
+    pub backlog: Vec<(f64, f64)>,
+}
+
+/// The RSS case.
+#[derive(Debug, Clone, Serialize)]
+pub struct OutageRss {
+    pub outage_s: f64,
+    pub rate: u32,
+    pub accepted: u64,
+    pub rejected: u64,
+    pub backlog_at_end: u64,
+    pub rss_start_mb: f64,
+    pub rss_mid_mb: f64,
+    pub rss_end_mb: f64,
+    pub rss_max_mb: f64,
+    /// (seconds since the outage began, RSS MB).
+    pub samples: Vec<(f64, f64)>,
+}
+
+impl OutageRss {
+    /// Growth over the second half of the outage, as a fraction.
+    pub fn second_half_growth(&self) -> Option<f64> {
+        ratio(self.rss_end_mb, self.rss_mid_mb).map(|r| r - 1.0)
+    }
+}
+
+/// Medians of one system.
+#[derive(Debug, Clone, Serialize)]
+pub struct ModeSummary {
+    pub system: String,
+    pub records_per_s: f64,
+    pub accepted_per_s: f64,
+    pub cpu_us_per_record: f64,
+    pub ratio: Option<f64>,
+    pub ratios: Vec<f64>,
+}
+
+/// Everything measured.
+#[derive(Debug, Clone, Serialize)]
+pub struct ModesBenchReport {
+    pub records: u64,
+    pub record_bytes: usize,
+    pub fsync: Fsync,
+    pub runs: Vec<ModeRun>,
+    pub summary: Vec<ModeSummary>,
+    pub drains: Vec<DrainRun>,
+    pub drain_ratio: Option<f64>,
+    pub rss: Option<OutageRss>,
+    pub load_before: Option<f64>,
+    pub load_after: Option<f64>,
+    pub table: String,
+}
+
+impl ModesBenchReport {
+    pub fn targets(&self) -> Vec<TargetRow> {
+        let mut rows = Vec::new();
+        let target = |s: &str| match s {
+            "spool_first" => Some(0.80),
+            "failover_keyless" | "failover_keyed" => Some(0.95),
+            _ => None,
+        };
+        for s in &self.summary {
+            let Some(t) = target(&s.system) else {
+                continue;
+            };
+            let what = match s.system.as_str() {
+                "spool_first" => "spool_first end to end (accept → in Kafka) vs vanilla",
+                "failover_keyless" => "failover while healthy, keyless, vs vanilla",
+                _ => "failover while healthy, keyed (lanes), vs vanilla",
+            };
+            rows.push(TargetRow::new(
+                "modes",
+                what,
+                format!("≥ {t:.2}×"),
+                format!("{} {}", fmt_ratio(s.ratio), fmt_runs(&s.ratios)),
+                Verdict::at_least(s.ratio, t),
+            ));
+        }
+        if !self.drains.is_empty() {
+            let rs: Vec<f64> = self.drains.iter().filter_map(|d| d.ratio).collect();
+            rows.push(TargetRow::new(
+                "modes",
+                format!(
+                    "drain rate after a {}-record outage backlog vs vanilla",
+                    self.records
+                ),
+                "≥ 0.80×",
+                format!("{} {}", fmt_ratio(self.drain_ratio), fmt_runs(&rs)),
+                Verdict::at_least(self.drain_ratio, 0.80),
+            ));
+        }
+        if let Some(r) = &self.rss {
+            let growth = r.second_half_growth();
+            rows.push(TargetRow::new(
+                "modes",
+                format!(
+                    "RSS during a {:.1}-minute outage at {} records/s",
+                    r.outage_s / 60.0,
+                    r.rate
+                ),
+                "flat (< 5 % growth over the second half)",
+                format!(
+                    "{:.0} MB at start, {:.0} MB halfway, {:.0} MB at end ({:+.1} %)",
+                    r.rss_start_mb,
+                    r.rss_mid_mb,
+                    r.rss_end_mb,
+                    growth.unwrap_or(0.0) * 100.0
+                ),
+                match growth {
+                    Some(g) if g < 0.05 => Verdict::Met,
+                    Some(_) => Verdict::Missed,
+                    None => Verdict::Info,
+                },
+            ));
+        }
+        rows
+    }
+}
+
+/// Why the benchmark could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum ModesBenchError {
+    #[error("I/O: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("mock cluster: {0}")]
+    Mock(String),
+    #[error("spillway: {0}")]
+    Spillway(String),
+    #[error("vanilla producer: {0}")]
+    Vanilla(String),
+}
+
+fn mock_err(e: spillway_test_support::HarnessError) -> ModesBenchError {
+    ModesBenchError::Mock(e.to_string())
+}
+
+/// Runs the benchmark. Creates its own tokio runtime: call it from a plain thread.
+pub fn run_modes_bench(opts: ModesBenchOptions) -> Result<ModesBenchReport, ModesBenchError> {
+    let load_before = load_average();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let base = opts.dir.clone().unwrap_or_else(std::env::temp_dir);
+    let mut runs = Vec::new();
+    {
+        let kafka = MockKafka::new(3).map_err(mock_err)?;
+        kafka.create_topic(TOPIC, 3).map_err(mock_err)?;
+        for round in 0..opts.rounds {
+            let mut systems = vec![
+                "vanilla",
+                "spool_first",
+                "failover_keyless",
+                "failover_keyed",
+            ];
+            let turn = round % systems.len();
+            systems.rotate_left(turn);
+            for system in systems {
+                opts.progress.step(&format!(
+                    "modes round {}/{}: {system} ({} records)",
+                    round + 1,
+                    opts.rounds,
+                    opts.records
+                ));
+                let run = if system == "vanilla" {
+                    vanilla_run(kafka.bootstrap(), opts.records, opts.record_bytes, round)?
+                } else {
+                    rt.block_on(spillway_run(&opts, &base, kafka.bootstrap(), system, round))?
+                };
+                opts.progress.step(&format!(
+                    "modes {system}: {:.0} records/s end to end ({:.0} accepted/s)",
+                    run.records_per_s, run.accepted_per_s
+                ));
+                runs.push(run);
+            }
+        }
+    }
+    let summary = summarise(&runs);
+    let mut drains = Vec::new();
+    if opts.drain {
+        for round in 0..opts.rounds {
+            opts.progress.step(&format!(
+                "modes drain round {}/{}: {} records spooled while Kafka is blackholed",
+                round + 1,
+                opts.rounds,
+                opts.records
+            ));
+            let d = rt.block_on(drain_run(&opts, &base, round))?;
+            opts.progress.step(&format!(
+                "modes drain: {:.0} records/s (vanilla {:.0}); first delivery {:.1} s after the heal",
+                d.drain_per_s, d.vanilla_per_s, d.first_delivery_s
+            ));
+            drains.push(d);
+        }
+    }
+    let drain_ratio = median(&drains.iter().filter_map(|d| d.ratio).collect::<Vec<_>>());
+    let rss = if opts.outage > Duration::ZERO {
+        opts.progress.step(&format!(
+            "modes: RSS during a {:.1}-minute outage at {} records/s",
+            opts.outage.as_secs_f64() / 60.0,
+            opts.outage_rate
+        ));
+        Some(rt.block_on(outage_rss(&opts, &base))?)
+    } else {
+        None
+    };
+    let table = render(&summary, &drains, rss.as_ref());
+    Ok(ModesBenchReport {
+        records: opts.records,
+        record_bytes: opts.record_bytes,
+        fsync: opts.fsync,
+        runs,
+        summary,
+        drains,
+        drain_ratio,
+        rss,
+        load_before,
+        load_after: load_average(),
+        table,
+    })
+}
+
+fn vanilla_run(
+    bootstrap: &str,
+    records: u64,
+    size: usize,
+    round: usize,
+) -> Result<ModeRun, ModesBenchError> {
+    let config = vanilla_config(&producer_options(bootstrap)).map_err(ModesBenchError::Vanilla)?;
+    let run = produce_vanilla(
+        &config,
+        Vanilla::Base,
+        Placement::like_spillway(3),
+        TOPIC,
+        records,
+        size,
+        Duration::from_secs(600),
+    )
+    .map_err(|e| ModesBenchError::Vanilla(e.to_string()))?;
+    Ok(mode_run_of("vanilla", round, records, &run))
+}
+
+fn mode_run_of(system: &str, round: usize, records: u64, run: &Run) -> ModeRun {
+    ModeRun {
+        system: system.into(),
+        round,
+        records,
+        rejected: run.failed,
+        accept_secs: run.secs,
+        delivered_secs: run.secs,
+        records_per_s: run.records_per_s(),
+        accepted_per_s: run.records_per_s(),
+        cpu_us_per_record: run.cpu_us_per_record(),
+    }
+}
+
+fn config(
+    opts: &ModesBenchOptions,
+    bootstrap: &str,
+    dir: &std::path::Path,
+    mode: Mode,
+) -> SpillwayConfig {
+    let mut c = SpillwayConfig::new(bootstrap, dir);
+    c.default_route = Route::new("*", mode);
+    c.spool.fsync = opts.fsync;
+    c.topics = vec![TopicSettings {
+        name: TOPIC.into(),
+        partitions: Some(3),
+    }];
+    c
+}
+
+fn record(i: u64, keys: Option<u32>, value: &[u8]) -> Record {
+    let r = Record::new(TOPIC).value(value.to_vec());
+    match keys {
+        Some(k) => r.key(format!("key-{}", i % u64::from(k.max(1)))),
+        None => r,
+    }
+}
+
+/// Sends `n` records with at most `window` answers outstanding; returns (accepted, rejected).
+async fn pump(sw: &Spillway, n: u64, size: usize, keys: Option<u32>, window: usize) -> (u64, u64) {
+    let value = payload(size);
+    let mut inflight = FuturesUnordered::new();
+    let (mut ok, mut rejected) = (0u64, 0u64);
+    let mut tally = |r: Option<Result<spillway::Accepted, spillway::Rejected>>| match r {
+        Some(Ok(_)) => ok += 1,
+        Some(Err(_)) => rejected += 1,
+        None => {}
+    };
+    for i in 0..n {
+        if inflight.len() >= window {
+            tally(inflight.next().await);
+        }
+        inflight.push(sw.send(record(i, keys, &value)));
+    }
+    while let Some(r) = inflight.next().await {
+        tally(Some(r));
+    }
+    (ok, rejected)
+}
+
+async fn wait_backlog_empty(sw: &Spillway, limit: Duration) -> bool {
+    let until = Instant::now() + limit;
+    while sw.backlog() > 0 {
+        if Instant::now() > until {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    true
+}
+
+/// One throughput run of `system` (`spool_first`, `failover_keyless`, `failover_keyed`) on a
+/// fresh Spillway with its spool under `base`, against the cluster at `bootstrap`.
+pub async fn spillway_run(
+    opts: &ModesBenchOptions,
+    base: &std::path::Path,
+    bootstrap: &str,
+    system: &str,
+    round: usize,
+) -> Result<ModeRun, ModesBenchError> {
+    let dir = tempfile::Builder::new()
+        .prefix("spillway-bench-modes")
+        .tempdir_in(base)?;
+    let (mode, keys) = match system {
+        "spool_first" => (Mode::SpoolFirst, None),
+        "failover_keyless" => (Mode::Failover, None),
+        _ => (Mode::Failover, Some(opts.keys)),
+    };
+    let sw = Spillway::start(config(opts, bootstrap, dir.path(), mode))
+        .map_err(|e| ModesBenchError::Spillway(e.to_string()))?;
+    // Warm up: metadata, connections, the first forwarder.
+    let _ = pump(&sw, 100, opts.record_bytes, keys, 100).await;
+    wait_backlog_empty(&sw, Duration::from_secs(30)).await;
+    let cpu0 = crate::report::cpu_time();
+    let start = Instant::now();
+    let (ok, rejected) = pump(&sw, opts.records, opts.record_bytes, keys, opts.window).await;
+    let accept_secs = start.elapsed().as_secs_f64();
+    if !wait_backlog_empty(&sw, Duration::from_secs(600)).await {
+        return Err(ModesBenchError::Spillway(format!(
+            "{system}: the backlog did not drain in 10 minutes ({} left)",
+            sw.backlog()
+        )));
+    }
+    let delivered_secs = start.elapsed().as_secs_f64();
+    let cpu = (crate::report::cpu_time() - cpu0).as_secs_f64();
+    sw.shutdown(Duration::from_secs(10)).await;
+    Ok(ModeRun {
+        system: system.into(),
+        round,
+        records: opts.records,
+        rejected,
+        accept_secs,
+        delivered_secs,
+        records_per_s: ok as f64 / delivered_secs,
+        accepted_per_s: ok as f64 / accept_secs,
+        cpu_us_per_record: cpu * 1e6 / ok.max(1) as f64,
+    })
+}
+
+async fn drain_run(
+    opts: &ModesBenchOptions,
+    base: &std::path::Path,
+    round: usize,
+) -> Result<DrainRun, ModesBenchError> {
+    let kafka = MockKafka::with_proxies(3).map_err(mock_err)?;
+    kafka.create_topic(TOPIC, 3).map_err(mock_err)?;
+    // The baseline, through the same proxies.
+    let bootstrap = kafka.bootstrap().to_string();
+    let (records, size) = (opts.records, opts.record_bytes);
+    let vanilla =
+        tokio::task::spawn_blocking(move || vanilla_run(&bootstrap, records, size, round))
+            .await
+            .map_err(|e| ModesBenchError::Vanilla(e.to_string()))??;
+    let brokers = kafka.broker_ids();
+    for &b in &brokers {
+        kafka
+            .make_unreachable(b, Unreachable::Blackhole)
+            .map_err(mock_err)?;
+    }
+    let dir = tempfile::Builder::new()
+        .prefix("spillway-bench-drain")
+        .tempdir_in(base)?;
+    let sw = Spillway::start(config(
+        opts,
+        kafka.bootstrap(),
+        dir.path(),
+        Mode::SpoolFirst,
+    ))
+    .map_err(|e| ModesBenchError::Spillway(e.to_string()))?;
+    let start = Instant::now();
+    let (ok, _) = pump(&sw, opts.records, opts.record_bytes, None, opts.window).await;
+    let spool_per_s = ok as f64 / start.elapsed().as_secs_f64();
+    let initial = sw.backlog();
+    for &b in &brokers {
+        kafka.make_reachable(b).map_err(mock_err)?;
+    }
+    let healed = Instant::now();
+    let mut samples = vec![(0.0, initial as f64)];
+    let mut first: Option<Instant> = None;
+    let limit = Duration::from_secs(900);
+    loop {
+        let left = sw.backlog();
+        let now = Instant::now();
+        if first.is_none() && left < initial {
+            first = Some(now);
+        }
+        samples.push((now.duration_since(healed).as_secs_f64(), left as f64));
+        if left == 0 {
+            break;
+        }
+        if now.duration_since(healed) > limit {
+            return Err(ModesBenchError::Spillway(format!(
+                "the drain did not finish in {limit:?} ({left} left)"
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let done = Instant::now();
+    sw.shutdown(Duration::from_secs(10)).await;
+    let first = first.unwrap_or(done);
+    let drain_secs = done.duration_since(first).as_secs_f64();
+    let drain_per_s = initial as f64 / drain_secs.max(1e-3);
+    Ok(DrainRun {
+        round,
+        records: initial,
+        spool_per_s,
+        first_delivery_s: first.duration_since(healed).as_secs_f64(),
+        drain_secs,
+        drain_per_s,
+        vanilla_per_s: vanilla.records_per_s,
+        ratio: ratio(drain_per_s, vanilla.records_per_s),
+        backlog: thin(samples, 400),
+    })
+}
+
+/// Keeps at most about `max` samples, evenly spaced, always the first and the last.
+pub fn thin(samples: Vec<(f64, f64)>, max: usize) -> Vec<(f64, f64)> {
+    if samples.len() <= max || max < 2 {
+        return samples;
+    }
+    let step = samples.len().div_ceil(max - 1);
+    let last = *samples.last().expect("non-empty");
+    let mut out: Vec<(f64, f64)> = samples.into_iter().step_by(step).collect();
+    if out.last() != Some(&last) {
+        out.push(last);
+    }
+    out
+}
+
+/// Records per second from (time, backlog) samples: the backlog's fall between samples at
+/// least `window` seconds apart.
+pub fn rate_from_backlog(samples: &[(f64, f64)], window: f64) -> Vec<(f64, f64)> {
+    let mut out = Vec::new();
+    let mut prev: Option<(f64, f64)> = None;
+    for &(t, b) in samples {
+        match prev {
+            None => prev = Some((t, b)),
+            Some((pt, pb)) if t - pt >= window => {
+                out.push((t, ((pb - b) / (t - pt)).max(0.0)));
+                prev = Some((t, b));
+            }
+            Some(_) => {}
+        }
+    }
+    out
+}
+
+async fn outage_rss(
+    opts: &ModesBenchOptions,
+    base: &std::path::Path,
+) -> Result<OutageRss, ModesBenchError> {
+    let kafka = MockKafka::with_proxies(3).map_err(mock_err)?;
+    kafka.create_topic(TOPIC, 3).map_err(mock_err)?;
+    let dir = tempfile::Builder::new()
+        .prefix("spillway-bench-outage")
+        .tempdir_in(base)?;
+    let mut c = config(opts, kafka.bootstrap(), dir.path(), Mode::Failover);
+    c.spool.capacity_bytes = 50 << 30;
+    let sw = Spillway::start(c).map_err(|e| ModesBenchError::Spillway(e.to_string()))?;
+    let keys = Some(opts.keys);
+    let (ok, _) = pump(&sw, 2000, opts.record_bytes, keys, 500).await;
+    if ok == 0 {
+        return Err(ModesBenchError::Spillway(
+            "no record accepted before the outage".into(),
+        ));
+    }
+    for b in kafka.broker_ids() {
+        kafka
+            .make_unreachable(b, Unreachable::Blackhole)
+            .map_err(mock_err)?;
+    }
+    let start = Instant::now();
+    let interval = Duration::from_secs_f64(1.0 / f64::from(opts.outage_rate.max(1)));
+    let value = Arc::new(payload(opts.record_bytes));
+    let mut inflight = FuturesUnordered::new();
+    let (mut accepted, mut rejected) = (0u64, 0u64);
+    let mut samples: Vec<(f64, f64)> = Vec::new();
+    let mut next_sample = start;
+    let mut i = 0u64;
+    let mut ticker = tokio::time::interval(Duration::from_millis(10));
+    while start.elapsed() < opts.outage {
+        ticker.tick().await;
+        // Send what the schedule owes by now.
+        let due = (start.elapsed().as_secs_f64() / interval.as_secs_f64()) as u64;
+        while i < due {
+            inflight.push(sw.send(record(i, keys, &value)));
+            i += 1;
+        }
+        while let Some(Some(r)) = futures::FutureExt::now_or_never(inflight.next()) {
+            if r.is_ok() {
+                accepted += 1;
+            } else {
+                rejected += 1;
+            }
+        }
+        if Instant::now() >= next_sample {
+            let rss = rss_bytes().unwrap_or(0) as f64 / 1e6;
+            samples.push((start.elapsed().as_secs_f64(), rss));
+            next_sample += Duration::from_secs(1);
+        }
+    }
+    while let Some(r) = inflight.next().await {
+        if r.is_ok() {
+            accepted += 1;
+        } else {
+            rejected += 1;
+        }
+    }
+    let backlog_at_end = sw.backlog();
+    for b in kafka.broker_ids() {
+        kafka.make_reachable(b).map_err(mock_err)?;
+    }
+    sw.shutdown(Duration::from_secs(10)).await;
+    let at = |frac: f64| -> f64 {
+        let t = opts.outage.as_secs_f64() * frac;
+        samples
+            .iter()
+            .find(|(s, _)| *s >= t)
+            .or(samples.last())
+            .map_or(0.0, |(_, r)| *r)
+    };
+    let rss_max_mb = samples.iter().map(|s| s.1).fold(0.0, f64::max);
+    Ok(OutageRss {
+        outage_s: opts.outage.as_secs_f64(),
+        rate: opts.outage_rate,
+        accepted,
+        rejected,
+        backlog_at_end,
+        rss_start_mb: at(0.0),
+        rss_mid_mb: at(0.5),
+        rss_end_mb: samples.last().map_or(0.0, |s| s.1),
+        rss_max_mb,
+        samples: thin(samples, 600),
+    })
+}
+
+fn summarise(runs: &[ModeRun]) -> Vec<ModeSummary> {
+    let mut out = Vec::new();
+    for system in [
+        "vanilla",
+        "spool_first",
+        "failover_keyless",
+        "failover_keyed",
+    ] {
+        let rs: Vec<&ModeRun> = runs.iter().filter(|r| r.system == system).collect();
+        if rs.is_empty() {
+            continue;
+        }
+        let ratios: Vec<f64> = rs
+            .iter()
+            .filter_map(|r| {
+                let v = runs
+                    .iter()
+                    .find(|v| v.system == "vanilla" && v.round == r.round)?;
+                ratio(r.records_per_s, v.records_per_s)
+            })
+            .collect();
+        let med = |f: fn(&ModeRun) -> f64| {
+            median(&rs.iter().map(|r| f(r)).collect::<Vec<_>>()).unwrap_or(0.0)
+        };
+        out.push(ModeSummary {
+            system: system.into(),
+            records_per_s: med(|r| r.records_per_s),
+            accepted_per_s: med(|r| r.accepted_per_s),
+            cpu_us_per_record: med(|r| r.cpu_us_per_record),
+            ratio: median(&ratios),
+            ratios,
+        });
+    }
+    out
+}
+
+/// The Markdown tables.
+pub fn render(summary: &[ModeSummary], drains: &[DrainRun], rss: Option<&OutageRss>) -> String {
+    let mut t = Table::new(&[
+        "system",
+        "end to end records/s",
+        "accepted records/s",
+        "CPU µs/record",
+        "vs vanilla × (per round)",
+    ]);
+    for s in summary {
+        t.row(vec![
+            s.system.clone(),
+            format!("{:.0}", s.records_per_s),
+            format!("{:.0}", s.accepted_per_s),
+            format!("{:.2}", s.cpu_us_per_record),
+            format!("{} {}", fmt_ratio(s.ratio), fmt_runs(&s.ratios)),
+        ]);
+    }
+    let mut out = t.render();
+    if !drains.is_empty() {
+        let mut d = Table::new(&[
+            "drain round",
+            "backlog records",
+            "spooled during outage records/s",
+            "heal → first delivery s",
+            "drain s",
+            "drain records/s",
+            "vanilla (same proxies) records/s",
+            "drain ÷ vanilla ×",
+        ]);
+        for r in drains {
+            d.row(vec![
+                (r.round + 1).to_string(),
+                r.records.to_string(),
+                format!("{:.0}", r.spool_per_s),
+                format!("{:.2}", r.first_delivery_s),
+                format!("{:.2}", r.drain_secs),
+                format!("{:.0}", r.drain_per_s),
+                format!("{:.0}", r.vanilla_per_s),
+                fmt_ratio(r.ratio),
+            ]);
+        }
+        out.push('\n');
+        out.push_str(&d.render());
+    }
+    if let Some(r) = rss {
+        let mut m = Table::new(&[
+            "outage s",
+            "rate records/s",
+            "accepted records",
+            "rejected records",
+            "backlog at end records",
+            "RSS start MB",
+            "RSS halfway MB",
+            "RSS end MB",
+            "RSS max MB",
+        ]);
+        m.row(vec![
+            format!("{:.0}", r.outage_s),
+            r.rate.to_string(),
+            r.accepted.to_string(),
+            r.rejected.to_string(),
+            r.backlog_at_end.to_string(),
+            format!("{:.1}", r.rss_start_mb),
+            format!("{:.1}", r.rss_mid_mb),
+            format!("{:.1}", r.rss_end_mb),
+            format!("{:.1}", r.rss_max_mb),
+        ]);
+        out.push('\n');
+        out.push_str(&m.render());
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(system: &str, round: usize, per_s: f64) -> ModeRun {
+        ModeRun {
+            system: system.into(),
+            round,
+            records: 10,
+            rejected: 0,
+            accept_secs: 1.0,
+            delivered_secs: 1.0,
+            records_per_s: per_s,
+            accepted_per_s: per_s,
+            cpu_us_per_record: 1.0,
+        }
+    }
+
+    #[test]
+    fn each_mode_is_compared_with_the_vanilla_run_of_its_own_round() {
+        let runs = vec![
+            run("vanilla", 0, 100.0),
+            run("spool_first", 0, 80.0),
+            run("vanilla", 1, 50.0),
+            run("spool_first", 1, 50.0),
+            run("vanilla", 2, 100.0),
+            run("spool_first", 2, 70.0),
+        ];
+        let s = summarise(&runs);
+        assert_eq!(s[0].system, "vanilla");
+        assert_eq!(s[0].ratio, Some(1.0));
+        assert_eq!(s[1].ratios, vec![0.8, 1.0, 0.7]);
+        assert_eq!(s[1].ratio, Some(0.8));
+        let report = ModesBenchReport {
+            records: 10,
+            record_bytes: 100,
+            fsync: Fsync::Always,
+            table: render(&s, &[], None),
+            runs,
+            summary: s,
+            drains: vec![],
+            drain_ratio: None,
+            rss: None,
+            load_before: None,
+            load_after: None,
+        };
+        let t = report.targets();
+        assert_eq!(t.len(), 1, "vanilla has no target; no drain, no RSS");
+        assert_eq!(t[0].verdict, Verdict::Met);
+        assert!(
+            report.table.contains("| spool_first | 70 | 70 |"),
+            "{}",
+            report.table
+        );
+    }
+
+    #[test]
+    fn rss_is_flat_when_the_second_half_grows_under_five_percent() {
+        let mut r = OutageRss {
+            outage_s: 60.0,
+            rate: 10,
+            accepted: 1,
+            rejected: 0,
+            backlog_at_end: 1,
+            rss_start_mb: 50.0,
+            rss_mid_mb: 100.0,
+            rss_end_mb: 104.0,
+            rss_max_mb: 104.0,
+            samples: vec![],
+        };
+        let report = |r: &OutageRss| ModesBenchReport {
+            records: 1,
+            record_bytes: 1,
+            fsync: Fsync::Always,
+            runs: vec![],
+            summary: vec![],
+            drains: vec![],
+            drain_ratio: None,
+            rss: Some(r.clone()),
+            load_before: None,
+            load_after: None,
+            table: String::new(),
+        };
+        assert_eq!(report(&r).targets()[0].verdict, Verdict::Met);
+        r.rss_end_mb = 110.0;
+        assert_eq!(report(&r).targets()[0].verdict, Verdict::Missed);
+    }
+
+    #[test]
+    fn thinning_keeps_the_ends_and_rates_come_from_the_backlog_falling() {
+        let samples: Vec<(f64, f64)> = (0..1000)
+            .map(|i| (i as f64 * 0.01, 1000.0 - i as f64))
+            .collect();
+        let thin = thin(samples.clone(), 100);
+        assert!(thin.len() <= 101);
+        assert_eq!(thin.first(), samples.first());
+        assert_eq!(thin.last(), samples.last());
+        let rates = rate_from_backlog(&samples, 1.0);
+        assert!(!rates.is_empty());
+        for (_, r) in rates {
+            assert!((r - 100.0).abs() < 1.0, "{r}");
+        }
+    }
+}
