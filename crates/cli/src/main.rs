@@ -1,8 +1,8 @@
 //! The `spillway` binary: `run` (the service), `config check`, `demo`, `doctor`, and the tools
 //! of the other subcommands.
 
-mod chaos;
 mod bench_cmd;
+mod chaos;
 mod demo;
 mod doctor;
 mod run;
