@@ -44,6 +44,7 @@
 //! not sent (it would stall) and not rerouted (order): `send` fails fast with
 //! [`SendError::PartitionUnhealthy`].
 
+mod dispatch;
 mod ffi;
 mod handlers;
 mod outcome;
@@ -60,10 +61,7 @@ use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex, RwLock};
 use rdkafka::ClientConfig;
-use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{BaseRecord, Producer as _};
-use rdkafka::types::RDKafkaErrorCode;
-use tokio::sync::oneshot;
+use rdkafka::producer::Producer as _;
 
 pub use outcome::{Delivery, DeliveryError, DeliveryFuture, Outcome, SendError};
 
@@ -71,8 +69,8 @@ use self::session::{Pending, Session};
 use crate::config::{ConfigError, Finding, KafkaSettings};
 use crate::deadletter::{DeadLetterError, DeadLetterLog};
 use crate::health::{HealthConfig, HealthEvent, HealthTracker, Reason, TopicPartition};
-use crate::partitioner::{StickyChooser, partition_for_key};
-use crate::record::{ID_HEADER, OutRecord};
+use crate::partitioner::StickyChooser;
+use crate::record::OutRecord;
 
 /// How the producer behaves. `ProducerOptions::new(settings)` gives the defaults.
 #[derive(Debug, Clone)]
@@ -496,216 +494,5 @@ impl Producer {
     /// tail readers, canaries).
     pub fn client_config(&self) -> &ClientConfig {
         &self.shared.config
-    }
-}
-
-impl Shared {
-    fn wake(&self) {
-        let (lock, cv) = &self.wake;
-        *lock.lock() = true;
-        cv.notify_all();
-    }
-
-    fn partitions(&self, topic: &str) -> Result<i32, SendError> {
-        if let Some(m) = self.meta.lock().get(topic) {
-            return Ok(m.partitions);
-        }
-        // A fetch that just failed is not repeated for every record (each would block).
-        if let Some(t) = self.meta_misses.lock().get(topic) {
-            if t.elapsed() < Duration::from_secs(5) {
-                return Err(SendError::MetadataUnavailable {
-                    topic: topic.into(),
-                    reason: "the last metadata fetch failed moments ago".into(),
-                });
-            }
-        }
-        self.refresh_metadata(topic).inspect_err(|_| {
-            self.meta_misses
-                .lock()
-                .insert(topic.to_string(), Instant::now());
-        })
-    }
-
-    /// Fetches a topic's metadata (blocking, bounded) and updates leaders in the tracker.
-    fn refresh_metadata(&self, topic: &str) -> Result<i32, SendError> {
-        let unavailable = |reason: String| SendError::MetadataUnavailable {
-            topic: topic.into(),
-            reason,
-        };
-        let session = self.session.read().clone().ok_or(SendError::Closed)?;
-        let md = session
-            .producer
-            .client()
-            .fetch_metadata(Some(topic), Duration::from_secs(2))
-            .map_err(|e| unavailable(e.to_string()))?;
-        let t = md
-            .topics()
-            .iter()
-            .find(|t| t.name() == topic)
-            .ok_or_else(|| unavailable("not in metadata".into()))?;
-        if let Some(err) = t.error() {
-            return Err(unavailable(format!("{:?}", RDKafkaErrorCode::from(err))));
-        }
-        let leaders: Vec<(i32, i32)> = t
-            .partitions()
-            .iter()
-            .map(|p| (p.id(), p.leader()))
-            .collect();
-        let partitions = leaders.len() as i32;
-        if partitions == 0 {
-            return Err(unavailable("topic has no partitions".into()));
-        }
-        self.health.lock().on_leaders(topic, &leaders);
-        self.meta.lock().insert(
-            topic.to_string(),
-            TopicMeta {
-                partitions,
-                fetched: Instant::now(),
-            },
-        );
-        Ok(partitions)
-    }
-
-    fn place(&self, record: &OutRecord) -> Result<Option<(i32, bool)>, SendError> {
-        let partitions = self.partitions(&record.topic)?;
-        if let Some(p) = record.partition {
-            if p < 0 || p >= partitions {
-                return Err(SendError::NoSuchPartition {
-                    topic: record.topic.clone(),
-                    partition: p,
-                    partitions,
-                });
-            }
-            return Ok(Some((p, false)));
-        }
-        if let Some(key) = &record.key {
-            return Ok(Some((partition_for_key(key, partitions), false)));
-        }
-        let health = self.health.lock();
-        Ok(self
-            .sticky
-            .choose(&record.topic, partitions, |p| {
-                health.is_healthy(&TopicPartition::new(record.topic.as_str(), p))
-            })
-            .map(|p| (p, true)))
-    }
-
-    fn send(&self, record: OutRecord) -> Result<DeliveryFuture, SendError> {
-        if self.closed.load(Ordering::Relaxed) {
-            return Err(SendError::Closed);
-        }
-        let Some((partition, placed_by_us)) = self.place(&record)? else {
-            return Err(SendError::NoHealthyPartition(record.topic));
-        };
-        if !placed_by_us {
-            let tp = TopicPartition::new(record.topic.as_str(), partition);
-            let health = self.health.lock();
-            if !health.is_healthy(&tp) {
-                let reason = health
-                    .unhealthy()
-                    .into_iter()
-                    .find(|(u, _, _)| *u == tp)
-                    .map_or_else(String::new, |(_, r, _)| r.to_string());
-                return Err(SendError::PartitionUnhealthy {
-                    topic: record.topic,
-                    partition,
-                    reason,
-                });
-            }
-        }
-        self.admit(record.size())?;
-        let (tx, rx) = oneshot::channel();
-        let record = Arc::new(record);
-        let pending = Pending {
-            record: record.clone(),
-            partition,
-            placed_by_us,
-            known_before: None,
-            attempts: 0,
-            session: 0,
-            sent_at: Instant::now(),
-            reply: tx,
-        };
-        match self.dispatch(Box::new(pending)) {
-            Ok(()) => Ok(DeliveryFuture::new(rx, record)),
-            Err((e, pending)) => {
-                self.release(&pending);
-                Err(e)
-            }
-        }
-    }
-
-    fn admit(&self, bytes: usize) -> Result<(), SendError> {
-        let records = self.in_flight_records.fetch_add(1, Ordering::AcqRel);
-        let total = self.in_flight_bytes.fetch_add(bytes, Ordering::AcqRel);
-        if records >= self.opts.max_in_flight_records
-            || total + bytes > self.opts.max_in_flight_bytes
-        {
-            self.in_flight_records.fetch_sub(1, Ordering::AcqRel);
-            self.in_flight_bytes.fetch_sub(bytes, Ordering::AcqRel);
-            return Err(SendError::Backpressure(format!(
-                "{records} records, {total} bytes in flight"
-            )));
-        }
-        Ok(())
-    }
-
-    fn release(&self, pending: &Pending) {
-        self.in_flight_records.fetch_sub(1, Ordering::AcqRel);
-        self.in_flight_bytes
-            .fetch_sub(pending.record.size(), Ordering::AcqRel);
-    }
-
-    /// Hands a pending record to the current session.
-    fn dispatch(&self, mut pending: Box<Pending>) -> Result<(), (SendError, Box<Pending>)> {
-        let Some(session) = self.session.read().clone() else {
-            return Err((SendError::Closed, pending));
-        };
-        let tp = pending.tp();
-        pending.session = session.id;
-        pending.sent_at = Instant::now();
-        pending.attempts += 1;
-        pending.known_before = self.last_delivered.lock().get(&tp).copied();
-        self.health.lock().on_send(&tp, pending.sent_at);
-        let record = pending.record.clone();
-        let id = record.id.to_string();
-        let mut headers = OwnedHeaders::new_with_capacity(record.headers.len() + 1);
-        for (k, v) in &record.headers {
-            headers = headers.insert(Header {
-                key: k,
-                value: Some(v),
-            });
-        }
-        headers = headers.insert(Header {
-            key: ID_HEADER,
-            value: Some(&id),
-        });
-        let mut base: BaseRecord<'_, [u8], [u8], Box<Pending>> =
-            BaseRecord::with_opaque_to(&record.topic, pending)
-                .partition(tp.partition)
-                .headers(headers);
-        if let Some(k) = &record.key {
-            base = base.key(k.as_slice());
-        }
-        if let Some(v) = &record.value {
-            base = base.payload(v.as_slice());
-        }
-        if let Some(ts) = record.timestamp_ms {
-            base = base.timestamp(ts);
-        }
-        match session.producer.send(base) {
-            Ok(()) => {
-                self.counters.sent.fetch_add(1, Ordering::Relaxed);
-                Ok(())
-            }
-            Err((e, base)) => {
-                self.health.lock().on_settled(&tp, Instant::now());
-                let code = e.rdkafka_error_code().unwrap_or(RDKafkaErrorCode::Fail);
-                Err((
-                    SendError::Kafka(DeliveryError::from_code(code)),
-                    base.delivery_opaque,
-                ))
-            }
-        }
     }
 }

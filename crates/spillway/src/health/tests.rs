@@ -1,0 +1,197 @@
+use super::*;
+
+fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
+fn tracker() -> (HealthTracker, Instant, TopicPartition) {
+    (
+        HealthTracker::new(HealthConfig::default()),
+        Instant::now(),
+        TopicPartition::new("t", 0),
+    )
+}
+
+#[test]
+fn a_partition_with_outstanding_records_and_no_progress_stalls() {
+    let (mut h, t0, tp) = tracker();
+    h.on_send(&tp, t0);
+    assert!(h.tick(t0 + ms(900)).is_empty());
+    assert_eq!(h.tick(t0 + ms(1000)), vec![tp.clone()]);
+    assert!(!h.is_healthy(&tp));
+    assert!(matches!(h.unhealthy()[0].1, Reason::Stalled(_)));
+}
+
+#[test]
+fn a_fresh_session_gets_a_grace_period_before_any_stall() {
+    let (mut h, t0, tp) = tracker();
+    h.on_send(&tp, t0);
+    h.on_session_start(t0 + ms(500));
+    h.on_send(&tp, t0 + ms(600));
+    assert!(h.tick(t0 + ms(3400)).is_empty(), "within the grace (3 s)");
+    assert!(
+        h.tick(t0 + ms(4400)).is_empty(),
+        "a stall is measured from the grace's end"
+    );
+    assert_eq!(h.tick(t0 + ms(4500)), vec![tp]);
+}
+
+#[test]
+fn a_stall_takes_down_every_partition_of_the_same_leader_only() {
+    let (mut h, t0, tp) = tracker();
+    h.on_leaders("t", &[(0, 1), (1, 1), (2, 2)]);
+    h.on_send(&tp, t0);
+    assert_eq!(h.tick(t0 + ms(1000)), vec![tp.clone()]);
+    assert!(!h.is_healthy(&TopicPartition::new("t", 1)), "same leader");
+    assert!(h.is_healthy(&TopicPartition::new("t", 2)), "another leader");
+}
+
+#[test]
+fn the_first_acknowledgement_of_a_session_ends_its_grace() {
+    let (mut h, t0, tp) = tracker();
+    let other = TopicPartition::new("t", 1);
+    h.on_session_start(t0);
+    h.on_send(&tp, t0);
+    h.on_send(&other, t0);
+    h.on_delivered(&other, t0 + ms(100));
+    assert_eq!(h.tick(t0 + ms(1000)), vec![tp]);
+}
+
+#[test]
+fn while_one_leader_is_down_the_others_become_probe_targets() {
+    let (mut h, t0, tp) = tracker();
+    h.on_leaders("t", &[(0, 1), (1, 2), (2, 3), (3, 2)]);
+    h.mark(&tp, Reason::Forced("x".into()), t0);
+    let targets: Vec<i32> = h.healthy_leaders().into_iter().map(|(l, _)| l).collect();
+    assert_eq!(targets, vec![2, 3]);
+    h.mark_leader(2, "probe failed", t0);
+    assert!(!h.is_healthy(&TopicPartition::new("t", 3)));
+    assert_eq!(h.healthy_leaders().len(), 1);
+}
+
+#[test]
+fn steady_acknowledgements_keep_a_busy_partition_healthy() {
+    let (mut h, t0, tp) = tracker();
+    for i in 0..100 {
+        h.on_send(&tp, t0 + ms(i * 100));
+        h.on_send(&tp, t0 + ms(i * 100));
+        h.on_delivered(&tp, t0 + ms(i * 100 + 50));
+        assert!(h.tick(t0 + ms(i * 100 + 99)).is_empty());
+    }
+    assert!(h.is_healthy(&tp));
+}
+
+#[test]
+fn an_idle_partition_never_stalls() {
+    let (mut h, t0, tp) = tracker();
+    h.on_send(&tp, t0);
+    h.on_delivered(&tp, t0 + ms(5));
+    assert!(h.tick(t0 + ms(60_000)).is_empty());
+}
+
+#[test]
+fn recovery_needs_consecutive_probes_and_the_minimum_time() {
+    let (mut h, t0, tp) = tracker();
+    h.mark(&tp, Reason::Forced("test".into()), t0);
+    assert!(!h.on_probe(&tp, true, t0 + ms(100)));
+    assert!(
+        !h.on_probe(&tp, false, t0 + ms(200)),
+        "a failed probe resets the count"
+    );
+    assert!(!h.on_probe(&tp, true, t0 + ms(300)));
+    assert!(
+        !h.on_probe(&tp, true, t0 + ms(400)),
+        "too early: min_unhealthy is 1 s"
+    );
+    assert!(h.on_probe(&tp, true, t0 + ms(1100)));
+    assert!(h.is_healthy(&tp));
+    let events = h.take_events();
+    assert_eq!(events.len(), 2);
+    assert_eq!(
+        events[1],
+        HealthEvent {
+            partition: tp,
+            unhealthy: None
+        }
+    );
+}
+
+#[test]
+fn a_broker_down_for_longer_than_the_stall_time_takes_its_partitions_down() {
+    let (mut h, t0, tp) = tracker();
+    h.on_leaders("t", &[(0, 1), (1, 2)]);
+    let stat = |state: &str| BrokerStat {
+        id: 1,
+        state: state.into(),
+        waitresp_cnt: 0,
+        outbuf_cnt: 1,
+        rxidle_us: -1,
+    };
+    h.on_broker_stats(&[stat("UP")], t0);
+    h.on_broker_stats(&[stat("CONNECT")], t0 + ms(500));
+    assert!(h.is_healthy(&tp), "a short reconnect is not an outage");
+    h.on_broker_stats(&[stat("DOWN")], t0 + ms(1200));
+    assert!(!h.is_healthy(&tp));
+    assert!(
+        h.is_healthy(&TopicPartition::new("t", 1)),
+        "broker 2's partition is fine"
+    );
+}
+
+#[test]
+fn a_broker_down_with_nothing_waiting_for_it_says_nothing_about_its_partitions() {
+    let (mut h, t0, tp) = tracker();
+    h.on_leaders("t", &[(0, 1)]);
+    let stat = |state: &str| BrokerStat {
+        id: 1,
+        state: state.into(),
+        waitresp_cnt: 0,
+        outbuf_cnt: 0,
+        rxidle_us: -1,
+    };
+    h.on_broker_stats(&[stat("UP")], t0);
+    h.on_broker_stats(&[stat("DOWN")], t0 + ms(5_000));
+    assert!(h.is_healthy(&tp));
+}
+
+#[test]
+fn a_silent_broker_with_waiting_requests_is_unhealthy_even_while_up() {
+    let (mut h, t0, tp) = tracker();
+    h.on_leaders("t", &[(0, 1)]);
+    let silent = BrokerStat {
+        id: 1,
+        state: "UP".into(),
+        waitresp_cnt: 3,
+        outbuf_cnt: 0,
+        rxidle_us: 1_500_000,
+    };
+    h.on_broker_stats(&[silent], t0);
+    assert!(!h.is_healthy(&tp));
+    assert_eq!(h.unhealthy()[0].1, Reason::BrokerSilent { broker: 1 });
+}
+
+#[test]
+fn probes_do_not_heal_a_partition_whose_leader_is_still_bad() {
+    let (mut h, t0, tp) = tracker();
+    h.on_leaders("t", &[(0, 1)]);
+    let silent = BrokerStat {
+        id: 1,
+        state: "UP".into(),
+        waitresp_cnt: 3,
+        outbuf_cnt: 0,
+        rxidle_us: 2_000_000,
+    };
+    h.on_broker_stats(&[silent], t0);
+    for i in 1..10 {
+        assert!(!h.on_probe(&tp, true, t0 + ms(i * 500)));
+    }
+}
+
+#[test]
+fn a_transient_delivery_error_makes_the_partition_unhealthy() {
+    let (mut h, t0, tp) = tracker();
+    h.on_send(&tp, t0);
+    h.on_transient_error(&tp, "MessageTimedOut", t0);
+    assert!(!h.is_healthy(&tp));
+    assert_eq!(h.outstanding(&tp), 0);
+}
