@@ -21,6 +21,7 @@
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -257,6 +258,12 @@ impl TansuBroker {
             .stdin(Stdio::null())
             .stdout(clone(&log)?)
             .stderr(log)
+            // A process group of its own. When `pause` stops the broker in our group and that
+            // group has no parent outside it (a command started in the background, or under
+            // setsid), the kernel sends SIGHUP to the whole group as soon as any member exits:
+            // it killed a chaos run, its gateway and its shell. Alone in its group, with us as
+            // its parent, the stopped broker never makes anyone's group orphaned.
+            .process_group(0)
             .spawn()
             .map_err(HarnessError::io(format!("spawning {}", self.bin.display())))?;
         self.child = Some(child);

@@ -67,6 +67,11 @@ async fn a_paused_broker_answers_nothing_until_resumed() {
     .await
     .unwrap();
 
+    // Stopped alone: the broker has a process group of its own, so stopping it can never stop
+    // or hang up this test's group.
+    let pid = nix::unistd::Pid::from_raw(broker.pid().unwrap() as i32);
+    assert_eq!(nix::unistd::getpgid(Some(pid)).unwrap(), pid);
+    assert_ne!(nix::unistd::getpgid(None).unwrap(), pid);
     broker.pause().unwrap();
     let err = p
         .send(
