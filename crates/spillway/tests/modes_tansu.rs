@@ -117,7 +117,12 @@ async fn steady_load_through(mode: Mode, fault: Fault) {
     );
     let drained = spillway.flush(Duration::from_secs(90)).await;
     broker.check_not_wedged().unwrap();
-    assert!(drained, "drained: {:?}", spillway.status());
+    assert!(
+        drained,
+        "not drained: {:?}\n{}",
+        spillway.status(),
+        broker_diagnosis(&broker)
+    );
     let records = read_topic_until(
         &broker.direct_bootstrap(),
         TOPIC,
@@ -187,4 +192,23 @@ async fn spool_first_through_a_network_blackhole_loses_nothing_and_keeps_order()
         },
     )
     .await;
+}
+
+/// When a drain fails: does the broker answer when asked directly (not through the proxy), what
+/// did the proxy see, and what did the broker log.
+fn broker_diagnosis(broker: &TansuBroker) -> String {
+    let direct = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", broker.direct_bootstrap())
+        .create::<rdkafka::consumer::BaseConsumer>()
+        .map_err(|e| e.to_string())
+        .and_then(|c| {
+            rdkafka::consumer::Consumer::fetch_metadata(&c, Some(TOPIC), Duration::from_secs(5))
+                .map(|m| format!("{} broker(s)", m.brokers().len()))
+                .map_err(|e| e.to_string())
+        });
+    format!(
+        "broker asked directly: {direct:?}\nproxy: {:?}\nbroker log:\n{}",
+        broker.proxy().map(|p| p.stats()),
+        broker.log_tail()
+    )
 }
