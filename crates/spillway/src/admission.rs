@@ -224,14 +224,17 @@ impl Core {
             let delivery = match sent {
                 Ok(mut fut) => {
                     // Bounded wait, as in the lanes: then the session is cut and the record
-                    // comes back (re-placed, or for the spool).
+                    // comes back (re-placed, or for the spool). Only while librdkafka holds
+                    // it: a record waiting for its tail check gains nothing from a cut, and
+                    // cuts every few seconds would purge every healthy partition's records.
                     let patience = core.config.health.stall_after * 2;
                     loop {
                         match tokio::time::timeout(patience, &mut fut).await {
                             Ok(d) => break d,
-                            Err(_) => core
+                            Err(_) if fut.in_librdkafka() => core
                                 .producer
                                 .cut_unless_recent("a keyless record waited too long on Kafka"),
+                            Err(_) => {}
                         }
                     }
                 }

@@ -89,12 +89,11 @@ async fn spillway_under_kafka3686(how: Unreachable) {
     for i in 0..150 {
         let record = OutRecord::new(TOPIC, ids.next_id()).value(format!("keyless-{i}"));
         let sent = clock.tick();
-        keyless.push((
-            sent,
-            producer
-                .send(record)
-                .expect("a keyless record always has a partition"),
-        ));
+        let f = producer
+            .send(record)
+            .expect("a keyless record always has a partition");
+        assert!(f.in_librdkafka(), "a record just sent is in librdkafka");
+        keyless.push((sent, f));
         if i % 7 == 0 {
             let record = OutRecord::new(TOPIC, ids.next_id())
                 .partition(0)
@@ -116,6 +115,16 @@ async fn spillway_under_kafka3686(how: Unreachable) {
     assert!(detected.is_some(), "the unreachable leader was noticed");
 
     tokio::time::sleep(Duration::from_secs(1)).await;
+    // Records caught behind a blackholed leader may be in Kafka: the producer holds them for
+    // their tail check, out of librdkafka (so cutting the session again would not help them).
+    let held = keyless.iter().filter(|(_, f)| !f.in_librdkafka()).count();
+    eprintln!("{how:?}: {held} keyless records held by the producer before the heal");
+    if how == Unreachable::Blackhole {
+        assert!(
+            held > 0,
+            "possibly persisted records wait out of librdkafka"
+        );
+    }
     kafka.make_reachable(1).unwrap();
     for _ in 0..5 {
         tokio::time::sleep(Duration::from_secs(1)).await;

@@ -2,7 +2,7 @@
 //! handing it to the current session's librdkafka producer.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use rdkafka::message::{Header, OwnedHeaders};
@@ -133,6 +133,7 @@ impl Shared {
         self.admit(record.size())?;
         let (tx, rx) = oneshot::channel();
         let record = Arc::new(record);
+        let in_librdkafka = Arc::new(AtomicBool::new(false));
         let pending = Pending {
             record: record.clone(),
             partition,
@@ -142,9 +143,10 @@ impl Shared {
             session: 0,
             sent_at: Instant::now(),
             reply: tx,
+            in_librdkafka: in_librdkafka.clone(),
         };
         match self.dispatch(Box::new(pending)) {
-            Ok(()) => Ok(DeliveryFuture::new(rx, record)),
+            Ok(()) => Ok(DeliveryFuture::new(rx, record, in_librdkafka)),
             Err((e, pending)) => {
                 self.release(&pending);
                 Err(e)
@@ -213,12 +215,16 @@ impl Shared {
         if let Some(ts) = record.timestamp_ms {
             base = base.timestamp(ts);
         }
+        // Set before the hand-over: the report may arrive before `send` returns.
+        let in_librdkafka = base.delivery_opaque.in_librdkafka.clone();
+        in_librdkafka.store(true, Ordering::Release);
         match session.producer.send(base) {
             Ok(()) => {
                 self.counters.sent.fetch_add(1, Ordering::Relaxed);
                 Ok(())
             }
             Err((e, base)) => {
+                in_librdkafka.store(false, Ordering::Release);
                 self.health.lock().on_settled(&tp, Instant::now());
                 let code = e.rdkafka_error_code().unwrap_or(RDKafkaErrorCode::Fail);
                 Err((

@@ -60,6 +60,7 @@ impl Shared {
         code: RDKafkaErrorCode,
         persisted: Persistence,
     ) {
+        pending.in_librdkafka.store(false, Ordering::Release);
         let error = DeliveryError::from_code(code);
         let tp = pending.tp();
         let now = Instant::now();

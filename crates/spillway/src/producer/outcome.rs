@@ -4,6 +4,7 @@ use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 
 use rdkafka::types::RDKafkaErrorCode;
@@ -103,14 +104,27 @@ pub struct Delivery {
 pub struct DeliveryFuture {
     rx: oneshot::Receiver<Delivery>,
     fallback: Option<Arc<OutRecord>>,
+    in_librdkafka: Arc<AtomicBool>,
 }
 
 impl DeliveryFuture {
-    pub(crate) fn new(rx: oneshot::Receiver<Delivery>, record: Arc<OutRecord>) -> Self {
+    pub(crate) fn new(
+        rx: oneshot::Receiver<Delivery>,
+        record: Arc<OutRecord>,
+        in_librdkafka: Arc<AtomicBool>,
+    ) -> Self {
         Self {
             rx,
             fallback: Some(record),
+            in_librdkafka,
         }
+    }
+
+    /// Whether the record is in librdkafka right now, waiting for Kafka. False while the
+    /// producer holds it itself: waiting to be re-placed, or for the tail check that decides
+    /// whether a possibly persisted record is in Kafka. Cutting the session helps only the first.
+    pub fn in_librdkafka(&self) -> bool {
+        self.in_librdkafka.load(Ordering::Acquire)
     }
 
     /// Blocks until the delivery report. Do not call from inside an async runtime.

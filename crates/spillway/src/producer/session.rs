@@ -7,6 +7,7 @@
 //! reused: an idempotent producer that purged in-flight records bumps its epoch, and we want a
 //! fresh producer id instead (which also avoids Tansu 0.6.0's epoch-bump wedge).
 
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Weak};
 use std::time::Instant;
 
@@ -38,6 +39,9 @@ pub(crate) struct Pending {
     pub(crate) session: u64,
     pub(crate) sent_at: Instant,
     pub(crate) reply: oneshot::Sender<Delivery>,
+    /// True while the record is handed to librdkafka and not yet reported; false while it waits
+    /// for re-placement or a tail check. Shared with its [`super::DeliveryFuture`].
+    pub(crate) in_librdkafka: Arc<AtomicBool>,
 }
 
 impl Pending {
