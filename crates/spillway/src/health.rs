@@ -137,6 +137,8 @@ struct Unhealthy {
 struct PartitionState {
     outstanding: u64,
     last_progress: Instant,
+    /// When a record of it was last acknowledged.
+    last_ack: Option<Instant>,
     unhealthy: Option<Unhealthy>,
     /// When it last turned healthy again, if it ever was unhealthy.
     recovered_at: Option<Instant>,
@@ -180,6 +182,7 @@ impl HealthTracker {
         self.partitions.entry(tp.clone()).or_insert(PartitionState {
             outstanding: 0,
             last_progress: now,
+            last_ack: None,
             unhealthy: None,
             recovered_at: None,
         })
@@ -201,6 +204,16 @@ impl HealthTracker {
         let s = self.state(tp, now);
         s.outstanding = s.outstanding.saturating_sub(1);
         s.last_progress = now;
+        s.last_ack = Some(now);
+    }
+
+    /// Whether a partition led by `leader` had a record acknowledged in the last `within`.
+    pub fn leader_acked_within(&self, leader: i32, within: Duration, now: Instant) -> bool {
+        self.leaders
+            .iter()
+            .filter(|(_, l)| **l == leader)
+            .filter_map(|(tp, _)| self.partitions.get(tp)?.last_ack)
+            .any(|t| now.saturating_duration_since(t) <= within)
     }
 
     /// A record of `tp` failed with a transient error (the partition's fault, as far as we know).

@@ -41,6 +41,18 @@ pub enum TailError {
     },
 }
 
+/// Why a probe failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ProbeFailure {
+    /// The metadata request got no answer. librdkafka sends it to any broker it has a connection
+    /// to, possibly one that hangs, so this says nothing about the partition's leader.
+    #[error("metadata: {0}")]
+    Metadata(KafkaError),
+    /// The metadata came back, and the partition's leader did not answer.
+    #[error("leader: {0}")]
+    Leader(KafkaError),
+}
+
 /// Reads partition tails for `spillway.id`s.
 pub struct TailReader {
     consumer: BaseConsumer,
@@ -85,9 +97,12 @@ impl TailReader {
         topic: &str,
         partition: i32,
         timeout: Duration,
-    ) -> Result<(i64, i64), KafkaError> {
-        self.consumer.fetch_metadata(Some(topic), timeout)?;
+    ) -> Result<(i64, i64), ProbeFailure> {
+        self.consumer
+            .fetch_metadata(Some(topic), timeout)
+            .map_err(ProbeFailure::Metadata)?;
         self.watermarks(topic, partition, timeout)
+            .map_err(ProbeFailure::Leader)
     }
 
     /// The low and high watermarks of a partition, asked of its leader.

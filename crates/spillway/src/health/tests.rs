@@ -195,3 +195,17 @@ fn a_transient_delivery_error_makes_the_partition_unhealthy() {
     assert!(!h.is_healthy(&tp));
     assert_eq!(h.outstanding(&tp), 0);
 }
+
+#[test]
+fn a_leader_counts_as_acknowledging_only_within_the_window_of_its_last_ack() {
+    let (mut h, t0, _) = tracker();
+    h.on_leaders("t", &[(0, 1), (1, 2), (2, 3)]);
+    h.on_send(&TopicPartition::new("t", 1), t0);
+    h.on_delivered(&TopicPartition::new("t", 1), t0 + ms(100));
+    assert!(h.leader_acked_within(2, ms(1000), t0 + ms(1000)));
+    assert!(!h.leader_acked_within(2, ms(1000), t0 + ms(1200)));
+    assert!(
+        !h.leader_acked_within(3, ms(1000), t0 + ms(200)),
+        "never acknowledged"
+    );
+}

@@ -19,7 +19,7 @@ use super::Shared;
 use super::outcome::Outcome;
 use super::session::Pending;
 use crate::health::TopicPartition;
-use crate::tail::TailReader;
+use crate::tail::{ProbeFailure, TailReader};
 
 const TICK: Duration = Duration::from_millis(100);
 
@@ -131,14 +131,30 @@ fn probe_unhealthy(shared: &Shared, tail: &TailReader) {
 
 /// While some leader is unreachable, the others are suspects too (a whole cluster may be
 /// gone, and partitions without traffic would only find out when a record stalls on them):
-/// probe one partition of every other leader, and mark its partitions unhealthy if it fails.
+/// probe one partition of every other leader, and mark its partitions unhealthy if that leader
+/// fails to answer. A probe whose metadata request timed out may have been sent to the broker
+/// that hangs: it blames a leader only if none of that leader's partitions had a record
+/// acknowledged lately (it blamed healthy leaders still acknowledging, and left keyless records
+/// nowhere to go).
 fn probe_suspects(shared: &Shared, tail: &TailReader) {
     let suspects: Vec<(i32, TopicPartition)> = shared.health.lock().healthy_leaders();
+    let lately = shared
+        .opts
+        .health
+        .stall_after
+        .max(shared.opts.probe_interval * 2);
     for (leader, tp) in suspects {
-        if tail
-            .probe(&tp.topic, tp.partition, shared.opts.probe_timeout)
-            .is_err()
-        {
+        let blamed = match tail.probe(&tp.topic, tp.partition, shared.opts.probe_timeout) {
+            Ok(_) => false,
+            Err(ProbeFailure::Leader(_)) => true,
+            Err(ProbeFailure::Metadata(_)) => {
+                !shared
+                    .health
+                    .lock()
+                    .leader_acked_within(leader, lately, Instant::now())
+            }
+        };
+        if blamed {
             let why = format!("leader broker {leader} did not answer a probe");
             shared
                 .health
