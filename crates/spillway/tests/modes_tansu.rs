@@ -115,8 +115,21 @@ async fn steady_load_through(mode: Mode, fault: Fault) {
     eprintln!(
         "{mode:?} {fault:?}: {delivered} delivered directly, {spooled} spooled, {refused} refused"
     );
-    let drained = spillway.flush(Duration::from_secs(90)).await;
+    let mut drained = spillway.flush(Duration::from_secs(90)).await;
     broker.check_not_wedged().unwrap();
+    if !drained && !broker.answers(Duration::from_secs(5)) {
+        // Tansu 0.6.0 sometimes stops answering after a fault (it accepts connections and
+        // answers no request, even from a fresh client that bypasses the proxy), with nothing
+        // in its log. That is the broker's defect; Spillway's promise must hold across the
+        // restart that clears it (its storage keeps every acknowledged record), so restart it
+        // and judge the drain after that.
+        eprintln!(
+            "the broker stopped answering; restarting it\n{}",
+            broker_diagnosis(&broker)
+        );
+        broker.restart().unwrap();
+        drained = spillway.flush(Duration::from_secs(90)).await;
+    }
     assert!(
         drained,
         "not drained: {:?}\n{}",

@@ -200,6 +200,16 @@ impl TansuBroker {
         })
     }
 
+    /// Whether the broker answers a metadata request of a fresh client that bypasses the proxy
+    /// within `timeout`. Tansu 0.6.0 sometimes stops answering after a fault (it accepts
+    /// connections, answers nothing, logs nothing) until it is restarted.
+    pub fn answers(&self, timeout: Duration) -> bool {
+        ClientConfig::new()
+            .set("bootstrap.servers", self.direct_bootstrap())
+            .create::<rdkafka::consumer::BaseConsumer>()
+            .is_ok_and(|c| rdkafka::consumer::Consumer::fetch_metadata(&c, None, timeout).is_ok())
+    }
+
     /// Returns `Err(BrokerWedged)` if [`Self::wedged`]: lets a test report the broker's defect
     /// as such rather than as a failure of the code under test.
     pub fn check_not_wedged(&self) -> Result<(), HarnessError> {

@@ -172,6 +172,20 @@ impl Cluster {
         }
     }
 
+    /// Whether Tansu, running and not stopped, has stopped answering (its silent hang: a broker
+    /// defect, not ours; a restart clears it).
+    pub fn hung(&self) -> bool {
+        match self {
+            Cluster::Tansu {
+                broker,
+                down,
+                paused,
+                ..
+            } => !*down && !*paused && !broker.answers(Duration::from_secs(5)),
+            Cluster::Mock(_) => false,
+        }
+    }
+
     /// Everything healthy again: proxies pass, the broker runs and is not stopped.
     pub fn heal(&mut self) -> anyhow::Result<()> {
         self.blackhole(false)?;

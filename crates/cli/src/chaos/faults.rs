@@ -303,6 +303,19 @@ impl Harness {
         Ok(())
     }
 
+    /// Restarts Tansu if it stopped answering (its silent hang, a broker defect); counted with
+    /// the wedges. Returns whether it did.
+    pub fn restart_if_hung(&mut self) -> anyhow::Result<bool> {
+        if !self.cluster.hung() {
+            return Ok(false);
+        }
+        let at = self.now();
+        println!("{at:>7.1}s  Tansu stopped answering (a broker defect, not ours): restarting it");
+        self.wedges.push(at);
+        self.cluster.restart_broker()?;
+        Ok(true)
+    }
+
     /// Ends every fault: proxies pass, the broker runs, the disk has room, the gateway runs
     /// with its normal configuration.
     pub fn heal_all(&mut self) -> anyhow::Result<()> {

@@ -51,6 +51,8 @@ const PARTITIONS: i32 = 3;
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(1800);
 /// ...and the longest time without progress in it.
 const DRAIN_STALL: Duration = Duration::from_secs(120);
+/// After this long without progress, the drain asks whether the broker still answers.
+const HANG_CHECK_AFTER: Duration = Duration::from_secs(30);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum ModeArg {
@@ -316,11 +318,25 @@ async fn chaos(args: ChaosArgs) -> anyhow::Result<Report> {
     let torn_ids: HashSet<String> = harness.torn.iter().filter_map(|t| t.id.clone()).collect();
     let bootstrap = harness.cluster.verify_bootstrap();
     let expected = tally.acked.len().saturating_sub(torn_ids.len());
-    let records = tokio::task::spawn_blocking(move || {
-        read_topic_until(&bootstrap, TOPIC, expected, Duration::from_secs(120))
-    })
-    .await?
-    .context("reading the topic back")?;
+    let read = move || read_topic_until(&bootstrap, TOPIC, expected, Duration::from_secs(120));
+    let first = tokio::task::spawn_blocking(read.clone()).await?;
+    let records = match first {
+        Ok(records) => records,
+        // The broker may have hung after the drain: restart it once and read again.
+        Err(e) => {
+            eprintln!("!! reading the topic back failed: {e}");
+            let (h, restarted) = tokio::task::spawn_blocking(move || {
+                let r = harness.restart_if_hung();
+                (harness, r)
+            })
+            .await?;
+            harness = h;
+            anyhow::ensure!(restarted?, "reading the topic back: {e}");
+            tokio::task::spawn_blocking(read)
+                .await?
+                .context("reading the topic back after restarting the hung broker")?
+        }
+    };
     let delivered = oracle::Delivered::from_records(&records, |r| {
         r.header(spillway::record::ID_HEADER)
             .map(|v| String::from_utf8_lossy(v).into_owned())
@@ -476,6 +492,7 @@ fn heal_and_drain(harness: &mut Harness) -> anyhow::Result<(bool, f64)> {
     let mut last_check = Instant::now();
     let (mut low, mut low_at) = (u64::MAX, Instant::now());
     let mut last_print = Instant::now();
+    let mut last_hang_check = Instant::now();
     while from.elapsed() < DRAIN_TIMEOUT && low_at.elapsed() < DRAIN_STALL {
         let records = harness.spool_records();
         match records {
@@ -500,6 +517,12 @@ fn heal_and_drain(harness: &mut Harness) -> anyhow::Result<(bool, f64)> {
         if last_check.elapsed() > Duration::from_secs(2) {
             harness.check_health()?;
             last_check = Instant::now();
+        }
+        if low_at.elapsed() > HANG_CHECK_AFTER && last_hang_check.elapsed() > HANG_CHECK_AFTER {
+            last_hang_check = Instant::now();
+            if harness.restart_if_hung()? {
+                low_at = Instant::now();
+            }
         }
         std::thread::sleep(Duration::from_millis(250));
     }

@@ -272,7 +272,7 @@ impl Report {
         let _ = writeln!(s, "| **total** | **{}** |", self.faults_total);
         let _ = writeln!(
             s,
-            "| Tansu epoch-bump wedges (broker defect, restarted; not ours) | {} |",
+            "| Tansu wedges and hangs (broker defects, restarted; not ours) | {} |",
             self.broker_wedges
         );
         let _ = writeln!(s, "\n| run | value |\n|---|---:|");
