@@ -73,8 +73,11 @@ async fn load(
 }
 
 async fn judge(kafka: &MockKafka, spillway: &Spillway, acked: &[oracle::Acked]) -> oracle::Verdict {
+    // A liveness bound, not a speed check. After a blackhole heals, a drain can wait ~60 s
+    // (librdkafka's default socket.timeout.ms, we believe: a request stuck on a connection that
+    // went through the blackhole); under CI load that plus the load's own wait passed 60 s.
     assert!(
-        spillway.flush(Duration::from_secs(60)).await,
+        spillway.flush(Duration::from_secs(150)).await,
         "the spool drains: {:?}",
         spillway.status()
     );
