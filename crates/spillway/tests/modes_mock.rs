@@ -73,11 +73,9 @@ async fn load(
 }
 
 async fn judge(kafka: &MockKafka, spillway: &Spillway, acked: &[oracle::Acked]) -> oracle::Verdict {
-    // A liveness bound, not a speed check. After a blackhole heals, a drain can wait ~60 s
-    // (librdkafka's default socket.timeout.ms, we believe: a request stuck on a connection that
-    // went through the blackhole); under CI load that plus the load's own wait passed 60 s.
+    // A liveness bound, not a speed check.
     assert!(
-        spillway.flush(Duration::from_secs(150)).await,
+        spillway.flush(Duration::from_secs(60)).await,
         "the spool drains: {:?}",
         spillway.status()
     );
@@ -359,6 +357,9 @@ async fn direct_backpressure_refuses_with_retry_after_and_drop_counts_dropped_re
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn spool_on_failure_without_auto_replay_waits_for_a_replay_and_keeps_order() {
+    // Flaky under load (two tests at once): the drain after `replay()` sometimes never starts.
+    // The log says where the forwarders wait.
+    spillway_test_support::init_test_logging();
     let kafka = cluster();
     let dir = tempfile::tempdir().unwrap();
     let mut c = config(&kafka, dir.path(), Mode::SpoolOnFailure);
