@@ -211,15 +211,10 @@ async fn spool_first_through_a_network_blackhole_loses_nothing_and_keeps_order()
 /// When a drain fails: does the broker answer when asked directly (not through the proxy), what
 /// did the proxy see, and what did the broker log.
 fn broker_diagnosis(broker: &TansuBroker) -> String {
-    let direct = rdkafka::ClientConfig::new()
-        .set("bootstrap.servers", broker.direct_bootstrap())
-        .create::<rdkafka::consumer::BaseConsumer>()
-        .map_err(|e| e.to_string())
-        .and_then(|c| {
-            rdkafka::consumer::Consumer::fetch_metadata(&c, Some(TOPIC), Duration::from_secs(5))
-                .map(|m| format!("{} broker(s)", m.brokers().len()))
-                .map_err(|e| e.to_string())
-        });
+    let direct = broker
+        .direct_metadata(Duration::from_secs(5))
+        .map(|n| format!("{n} broker(s)"))
+        .map_err(|e| e.to_string());
     format!(
         "broker asked directly: {direct:?}\nproxy: {:?}\nbroker log:\n{}",
         broker.proxy().map(|p| p.stats()),

@@ -204,10 +204,17 @@ impl TansuBroker {
     /// within `timeout`. Tansu 0.6.0 sometimes stops answering after a fault (it accepts
     /// connections, answers nothing, logs nothing) until it is restarted.
     pub fn answers(&self, timeout: Duration) -> bool {
-        ClientConfig::new()
+        self.direct_metadata(timeout).is_ok()
+    }
+
+    /// How many brokers a fresh client that bypasses the proxy is told of, or why it was not
+    /// answered within `timeout`.
+    pub fn direct_metadata(&self, timeout: Duration) -> Result<usize, rdkafka::error::KafkaError> {
+        let consumer = ClientConfig::new()
             .set("bootstrap.servers", self.direct_bootstrap())
-            .create::<rdkafka::consumer::BaseConsumer>()
-            .is_ok_and(|c| rdkafka::consumer::Consumer::fetch_metadata(&c, None, timeout).is_ok())
+            .create::<rdkafka::consumer::BaseConsumer>()?;
+        let metadata = rdkafka::consumer::Consumer::fetch_metadata(&consumer, None, timeout)?;
+        Ok(metadata.brokers().len())
     }
 
     /// Returns `Err(BrokerWedged)` if [`Self::wedged`]: lets a test report the broker's defect
