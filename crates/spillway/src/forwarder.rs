@@ -15,7 +15,8 @@
 //! in flight): the partition is scanned after the offsets in the checkpoint's blob.
 //!
 //! Draining waits while the route's breaker is not closed, while the partition is unhealthy,
-//! for the shared drain rate limit, and (`spool_on_failure` without `auto_replay`) for a replay.
+//! for the shared drain rate limit, and (`spool_on_failure` without `auto_replay`) for a replay,
+//! which lasts until the stream is empty (not one attempt).
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
@@ -56,6 +57,9 @@ struct Forwarder {
     reachable_since: HashMap<i32, Instant>,
     backoff: Duration,
     replays_seen: u64,
+    /// A replay was asked and the stream has not been empty since (`spool_on_failure` without
+    /// `auto_replay`): a replay lasts until the backlog is drained, not one attempt.
+    replaying: bool,
 }
 
 pub(crate) async fn run(core: Arc<Core>, kind: StreamKind, stream: StreamName) {
@@ -93,6 +97,7 @@ pub(crate) async fn run(core: Arc<Core>, kind: StreamKind, stream: StreamName) {
         reachable_since: HashMap::new(),
         backoff: Duration::from_millis(100),
         replays_seen,
+        replaying: false,
     };
     f.run().await;
 }
@@ -164,10 +169,17 @@ impl Forwarder {
     fn may_drain(&mut self) -> bool {
         if self.mode == Mode::SpoolOnFailure && !self.auto_replay {
             let asked = *self.core.replay.borrow();
-            if asked == self.replays_seen && self.backlog.unresolved.load(Ordering::Acquire) > 0 {
+            if asked != self.replays_seen {
+                self.replays_seen = asked;
+                self.replaying = true;
+            }
+            let empty =
+                self.backlog.unresolved.load(Ordering::Acquire) == 0 && self.retry.is_empty();
+            if empty {
+                self.replaying = false;
+            } else if !self.replaying {
                 return false;
             }
-            self.replays_seen = asked;
         }
         if !self.core.route_open_for_direct(self.route) {
             return false;
