@@ -160,6 +160,8 @@ pub struct HealthTracker {
     events: Vec<HealthEvent>,
     /// No stall is declared before this instant (a fresh producer session is still connecting).
     grace_until: Option<Instant>,
+    /// The current producer session: only its acknowledgements end the grace.
+    session: u64,
 }
 
 impl HealthTracker {
@@ -171,6 +173,7 @@ impl HealthTracker {
             brokers: HashMap::new(),
             events: Vec::new(),
             grace_until: None,
+            session: 0,
         }
     }
 
@@ -197,10 +200,14 @@ impl HealthTracker {
         s.outstanding += 1;
     }
 
-    /// Kafka acknowledged a record of `tp`. The first acknowledgement of a session ends its
-    /// grace: the producer is connected and has its id.
-    pub fn on_delivered(&mut self, tp: &TopicPartition, now: Instant) {
-        self.grace_until = None;
+    /// Kafka acknowledged a record of `tp` sent in producer session `session`. The first
+    /// acknowledgement of the current session ends its grace: the producer is connected and has
+    /// its id. (A retired session's late acknowledgements are progress, but say nothing of
+    /// whether the fresh one is connected yet.)
+    pub fn on_delivered(&mut self, tp: &TopicPartition, session: u64, now: Instant) {
+        if session >= self.session {
+            self.grace_until = None;
+        }
         let s = self.state(tp, now);
         s.outstanding = s.outstanding.saturating_sub(1);
         s.last_progress = now;
@@ -234,7 +241,8 @@ impl HealthTracker {
     /// producer id before its first acknowledgement, so no partition is declared stalled for
     /// `session_grace` from now, or until the session's first acknowledgement (a stall is then
     /// measured from the end of the grace).
-    pub fn on_session_start(&mut self, now: Instant) {
+    pub fn on_session_start(&mut self, session: u64, now: Instant) {
+        self.session = session;
         self.grace_until = Some(now + self.config.session_grace);
     }
 

@@ -26,7 +26,7 @@ fn a_partition_with_outstanding_records_and_no_progress_stalls() {
 fn a_fresh_session_gets_a_grace_period_before_any_stall() {
     let (mut h, t0, tp) = tracker();
     h.on_send(&tp, t0);
-    h.on_session_start(t0 + ms(500));
+    h.on_session_start(0, t0 + ms(500));
     h.on_send(&tp, t0 + ms(600));
     assert!(h.tick(t0 + ms(3400)).is_empty(), "within the grace (3 s)");
     assert!(
@@ -50,10 +50,10 @@ fn a_stall_takes_down_every_partition_of_the_same_leader_only() {
 fn the_first_acknowledgement_of_a_session_ends_its_grace() {
     let (mut h, t0, tp) = tracker();
     let other = TopicPartition::new("t", 1);
-    h.on_session_start(t0);
+    h.on_session_start(0, t0);
     h.on_send(&tp, t0);
     h.on_send(&other, t0);
-    h.on_delivered(&other, t0 + ms(100));
+    h.on_delivered(&other, 0, t0 + ms(100));
     assert_eq!(h.tick(t0 + ms(1000)), vec![tp]);
 }
 
@@ -75,17 +75,32 @@ fn steady_acknowledgements_keep_a_busy_partition_healthy() {
     for i in 0..100 {
         h.on_send(&tp, t0 + ms(i * 100));
         h.on_send(&tp, t0 + ms(i * 100));
-        h.on_delivered(&tp, t0 + ms(i * 100 + 50));
+        h.on_delivered(&tp, 0, t0 + ms(i * 100 + 50));
         assert!(h.tick(t0 + ms(i * 100 + 99)).is_empty());
     }
     assert!(h.is_healthy(&tp));
 }
 
 #[test]
+fn a_retired_sessions_late_acknowledgement_does_not_end_the_fresh_sessions_grace() {
+    let (mut h, t0, tp) = tracker();
+    let other = TopicPartition::new("t", 1);
+    h.on_session_start(4, t0);
+    h.on_send(&tp, t0);
+    h.on_delivered(&other, 3, t0 + ms(100));
+    assert!(
+        h.tick(t0 + ms(1500)).is_empty(),
+        "session 4 is still connecting"
+    );
+    h.on_delivered(&other, 4, t0 + ms(1600));
+    assert_eq!(h.tick(t0 + ms(1600)), vec![tp]);
+}
+
+#[test]
 fn an_idle_partition_never_stalls() {
     let (mut h, t0, tp) = tracker();
     h.on_send(&tp, t0);
-    h.on_delivered(&tp, t0 + ms(5));
+    h.on_delivered(&tp, 0, t0 + ms(5));
     assert!(h.tick(t0 + ms(60_000)).is_empty());
 }
 
@@ -201,7 +216,7 @@ fn a_leader_counts_as_acknowledging_only_within_the_window_of_its_last_ack() {
     let (mut h, t0, _) = tracker();
     h.on_leaders("t", &[(0, 1), (1, 2), (2, 3)]);
     h.on_send(&TopicPartition::new("t", 1), t0);
-    h.on_delivered(&TopicPartition::new("t", 1), t0 + ms(100));
+    h.on_delivered(&TopicPartition::new("t", 1), 0, t0 + ms(100));
     assert!(h.leader_acked_within(2, ms(1000), t0 + ms(1000)));
     assert!(!h.leader_acked_within(2, ms(1000), t0 + ms(1200)));
     assert!(

@@ -44,7 +44,9 @@ impl Shared {
 
     pub(crate) fn on_delivered(&self, pending: Pending, partition: i32, offset: i64) {
         let tp = pending.tp();
-        self.health.lock().on_delivered(&tp, Instant::now());
+        self.health
+            .lock()
+            .on_delivered(&tp, pending.session, Instant::now());
         let offset = (offset >= 0).then_some(offset);
         if let Some(offset) = offset {
             let mut last = self.last_delivered.lock();
@@ -159,7 +161,7 @@ impl Shared {
         };
         let old = self.session.write().replace(Arc::new(fresh));
         *self.last_cut.lock() = Instant::now();
-        self.health.lock().on_session_start(Instant::now());
+        self.health.lock().on_session_start(id, Instant::now());
         self.counters.cuts.fetch_add(1, Ordering::Relaxed);
         tracing::warn!(session = id, "producer session cut: {reason}");
         if let Some(old) = old {

@@ -270,7 +270,7 @@ impl Producer {
         });
         let first = Session::start(&shared.config, shared.me.clone(), 0)?;
         *shared.session.write() = Some(Arc::new(first));
-        shared.health.lock().on_session_start(Instant::now());
+        shared.health.lock().on_session_start(0, Instant::now());
         let threads = supervisor::spawn(&shared)?;
         Ok(Self {
             shared,
