@@ -46,7 +46,12 @@ use report::{Report, Sample};
 use schedule::{FaultKind, Pace, Scheduler};
 
 const TOPIC: &str = "chaos";
-const PARTITIONS: i32 = 3;
+/// Partitions of the chaos topic on Tansu (one broker: more would only slow it).
+const TANSU_PARTITIONS: i32 = 3;
+/// On the mock cluster: librdkafka's mock broker keeps only the last 5 MiB of each partition,
+/// so a long run needs its records spread thin (about 1 MB per partition per 10 minutes at the
+/// default rate).
+const MOCK_PARTITIONS: i32 = 12;
 /// The longest wait for the final drain...
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(1800);
 /// ...and the longest time without progress in it.
@@ -94,6 +99,10 @@ pub struct ChaosArgs {
     /// HTTP connections of the load generator (each sequential, with its own keys).
     #[arg(long, default_value_t = 4)]
     connections: usize,
+    /// Partitions of the chaos topic (default: 12 on the mock cluster, whose brokers keep only
+    /// the last 5 MiB of each partition; 3 on Tansu).
+    #[arg(long)]
+    partitions: Option<i32>,
     /// Drain rate limit (records/s) of the gateway; default unlimited.
     #[arg(long)]
     drain_rate: Option<u32>,
@@ -201,11 +210,17 @@ async fn chaos(args: ChaosArgs) -> anyhow::Result<Report> {
     }
 
     let mock = args.mock;
+    let partitions = args.partitions.unwrap_or(if mock {
+        MOCK_PARTITIONS
+    } else {
+        TANSU_PARTITIONS
+    });
+    anyhow::ensure!(partitions >= 1, "--partitions must be at least 1");
     let cluster = tokio::task::spawn_blocking(move || {
         if mock {
-            Cluster::mock(TOPIC, PARTITIONS)
+            Cluster::mock(TOPIC, partitions)
         } else {
-            Cluster::tansu(TOPIC, PARTITIONS)
+            Cluster::tansu(TOPIC, partitions)
         }
     })
     .await??;
@@ -222,7 +237,7 @@ async fn chaos(args: ChaosArgs) -> anyhow::Result<Report> {
             ModeArg::SpoolFirst => "spool_first",
         },
         topic: TOPIC.into(),
-        partitions: PARTITIONS,
+        partitions,
         dedup: !args.no_drain_dedup,
         drain_rate: args.drain_rate,
     };
@@ -243,7 +258,7 @@ async fn chaos(args: ChaosArgs) -> anyhow::Result<Report> {
         gateway,
         disk,
         topic: TOPIC.into(),
-        partitions: PARTITIONS,
+        partitions,
         base: base.clone(),
         client: reqwest::Client::new(),
         rt: tokio::runtime::Handle::current(),
@@ -337,6 +352,7 @@ async fn chaos(args: ChaosArgs) -> anyhow::Result<Report> {
                 .context("reading the topic back after restarting the hung broker")?
         }
     };
+    let pruned = report::pruned_partitions(&records);
     let delivered = oracle::Delivered::from_records(&records, |r| {
         r.header(spillway::record::ID_HEADER)
             .map(|v| String::from_utf8_lossy(v).into_owned())
@@ -401,6 +417,7 @@ async fn chaos(args: ChaosArgs) -> anyhow::Result<Report> {
         disk_full_method: harness.disk.method().into(),
         network_fault_method: "fault proxy between gateway and Kafka (blackhole); an nftables DROP in a network namespace is not built".into(),
         warnings,
+        pruned_partitions: pruned,
         violations: Vec::new(),
         verdict: String::new(),
         events: harness.events.clone(),

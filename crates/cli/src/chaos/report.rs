@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::fmt::Write as _;
 
 use serde::Serialize;
+use spillway_test_support::TopicRecord;
 use spillway_test_support::oracle::Verdict;
 
 use super::faults::FaultEvent;
@@ -72,6 +73,9 @@ pub struct Report {
     pub disk_full_method: String,
     pub network_fault_method: String,
     pub warnings: Vec<String>,
+    /// Partitions whose oldest records the cluster itself had deleted when they were read
+    /// back (the mock broker's 5 MiB retention): their losses cannot be told from ours.
+    pub pruned_partitions: Vec<i32>,
     pub violations: Vec<String>,
     pub verdict: String,
     pub events: Vec<FaultEvent>,
@@ -85,6 +89,22 @@ pub struct Sample {
     pub acks_per_s: f64,
     pub spool_records: Option<u64>,
     pub gateway_rss_kib: Option<u64>,
+}
+
+/// The partitions whose first record read back is not at offset 0: the cluster deleted older
+/// ones (retention), so what is missing there cannot be judged. Nothing in a chaos run deletes
+/// records, and the topic is created fresh.
+pub fn pruned_partitions(records: &[TopicRecord]) -> Vec<i32> {
+    let mut first: BTreeMap<i32, i64> = BTreeMap::new();
+    for r in records {
+        let f = first.entry(r.partition).or_insert(r.offset);
+        *f = (*f).min(r.offset);
+    }
+    first
+        .into_iter()
+        .filter(|(_, o)| *o > 0)
+        .map(|(p, _)| p)
+        .collect()
 }
 
 /// Record counts from the load's tally and the oracle's verdict.
@@ -193,6 +213,15 @@ impl Report {
             v.push("no record was acknowledged: the run tested nothing".into());
         }
         self.verdict = if v.is_empty() { "PASS" } else { "FAIL" }.into();
+        if !self.pruned_partitions.is_empty() {
+            v.push(format!(
+                "INCONCLUSIVE: the cluster deleted the oldest records of partitions {:?} before \
+                 they were read back (the mock broker keeps 5 MiB per partition): rerun with \
+                 more --partitions or a lower --rate",
+                self.pruned_partitions
+            ));
+            self.verdict = "INCONCLUSIVE".into();
+        }
         self.violations = v;
     }
 
@@ -305,7 +334,7 @@ impl Report {
                 "\nverdict: PASS — nothing acknowledged was lost, duplicated, corrupted or reordered"
             );
         } else {
-            let _ = writeln!(s, "\nverdict: FAIL");
+            let _ = writeln!(s, "\nverdict: {}", self.verdict);
             for v in &self.violations {
                 let _ = writeln!(s, "  violation: {v}");
             }
@@ -347,11 +376,44 @@ mod tests {
             disk_full_method: String::new(),
             network_fault_method: String::new(),
             warnings: Vec::new(),
+            pruned_partitions: Vec::new(),
             violations: Vec::new(),
             verdict: String::new(),
             events: Vec::new(),
             timeline: Vec::new(),
         }
+    }
+
+    fn read_back(partition: i32, offset: i64) -> TopicRecord {
+        TopicRecord {
+            partition,
+            offset,
+            key: None,
+            value: None,
+            headers: Vec::new(),
+            timestamp_ms: None,
+        }
+    }
+
+    #[test]
+    fn partitions_read_back_from_past_offset_zero_were_pruned_by_the_cluster() {
+        let records = [
+            read_back(0, 0),
+            read_back(0, 1),
+            read_back(1, 7),
+            read_back(2, 0),
+        ];
+        assert_eq!(pruned_partitions(&records), vec![1]);
+    }
+
+    #[test]
+    fn a_run_whose_records_the_cluster_pruned_is_inconclusive_not_passed() {
+        let mut r = report(OracleCounts::default());
+        r.pruned_partitions = vec![2];
+        r.judge();
+        assert!(!r.passed());
+        assert_eq!(r.verdict, "INCONCLUSIVE");
+        assert!(r.render().contains("verdict: INCONCLUSIVE"));
     }
 
     #[test]
