@@ -58,6 +58,22 @@ impl Cluster {
         }
     }
 
+    /// The local ports the gateway reaches Kafka on (the fault proxies').
+    pub fn gateway_ports(&self) -> Vec<u16> {
+        match self {
+            Cluster::Tansu { broker, .. } => broker
+                .proxy()
+                .map(|p| p.addr().port())
+                .into_iter()
+                .collect(),
+            Cluster::Mock(kafka) => kafka
+                .broker_ids()
+                .into_iter()
+                .filter_map(|b| kafka.proxy(b).map(|p| p.addr().port()))
+                .collect(),
+        }
+    }
+
     /// `bootstrap.servers` for reading the topic back.
     pub fn verify_bootstrap(&self) -> String {
         match self {

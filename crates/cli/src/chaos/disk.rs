@@ -36,7 +36,7 @@ pub enum SpoolDisk {
     },
 }
 
-fn running_as_root() -> bool {
+pub(super) fn running_as_root() -> bool {
     std::fs::read_to_string("/proc/self/status").is_ok_and(|s| {
         s.lines()
             .find(|l| l.starts_with("Uid:"))

@@ -20,6 +20,7 @@ use serde_json::Value;
 
 use super::cluster::Cluster;
 use super::disk::SpoolDisk;
+use super::netns::NetDrop;
 use super::process::{Gateway, wait_healthy};
 use super::schedule::{FaultKind, PlannedFault};
 use super::torn::{Torn, tear_tail};
@@ -55,6 +56,8 @@ pub struct Harness {
     pub torn: Vec<Torn>,
     /// Unexpected exits of the gateway: our bug, always reported.
     pub gateway_crashes: Vec<String>,
+    /// The nftables DROP (inside the run's network namespace only).
+    pub net_drop: Option<NetDrop>,
 }
 
 impl Harness {
@@ -131,6 +134,16 @@ impl Harness {
                 self.cluster.blackhole(true)?;
                 Cluster::hold(hold);
                 self.cluster.blackhole(false)?;
+                format!("{:.1}s", hold.as_secs_f64())
+            }
+            FaultKind::NetDrop => {
+                let drop = self
+                    .net_drop
+                    .as_mut()
+                    .context("net-drop needs the run's network namespace (root, nft, ip)")?;
+                drop.set(true)?;
+                Cluster::hold(hold);
+                drop.set(false)?;
                 format!("{:.1}s", hold.as_secs_f64())
             }
             FaultKind::LeaderUnreachable => {
@@ -320,6 +333,9 @@ impl Harness {
     /// with its normal configuration.
     pub fn heal_all(&mut self) -> anyhow::Result<()> {
         self.cluster.heal()?;
+        if let Some(drop) = self.net_drop.as_mut() {
+            drop.set(false)?;
+        }
         if self.disk.is_tmpfs() {
             self.disk.free()?;
         }

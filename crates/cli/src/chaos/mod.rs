@@ -21,6 +21,7 @@ mod cluster;
 mod disk;
 mod faults;
 mod load;
+mod netns;
 mod plot;
 mod process;
 mod report;
@@ -113,6 +114,12 @@ pub struct ChaosArgs {
 }
 
 pub fn run(args: ChaosArgs) -> anyhow::Result<ExitCode> {
+    if let Some(code) = netns::run_inside_namespace() {
+        return code;
+    }
+    if netns::inside() {
+        netns::bring_loopback_up()?;
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -187,14 +194,22 @@ async fn chaos(args: ChaosArgs) -> anyhow::Result<Report> {
     let _ = std::fs::remove_dir_all(out.join("spool"));
     let _ = std::fs::remove_file(out.join("gateway.log"));
     let kinds: Vec<FaultKind> = if args.faults.is_empty() {
-        if args.mock {
+        let mut kinds = if args.mock {
             FaultKind::MOCK.to_vec()
         } else {
             FaultKind::TANSU.to_vec()
+        };
+        if netns::inside() {
+            kinds.push(FaultKind::NetDrop);
         }
+        kinds
     } else {
         args.faults.clone()
     };
+    anyhow::ensure!(
+        netns::inside() || !kinds.contains(&FaultKind::NetDrop),
+        "net-drop needs root, `unshare`, `nft` and `ip` (the run then gets its own network namespace)"
+    );
     if let Some(k) = kinds
         .iter()
         .find(|k| k.needs_mock().is_some_and(|m| m != args.mock))
@@ -268,7 +283,9 @@ async fn chaos(args: ChaosArgs) -> anyhow::Result<Report> {
         wedges: Vec::new(),
         torn: Vec::new(),
         gateway_crashes: Vec::new(),
+        net_drop: None,
     };
+    harness.net_drop = netns::NetDrop::new(harness.cluster.gateway_ports());
     let mut harness =
         tokio::task::spawn_blocking(move || harness.start_gateway().map(|()| harness)).await??;
 
@@ -415,7 +432,12 @@ async fn chaos(args: ChaosArgs) -> anyhow::Result<Report> {
         spool_high_water_records: sampled.spool_high_records,
         spool_high_water_bytes: sampled.spool_high_bytes,
         disk_full_method: harness.disk.method().into(),
-        network_fault_method: "fault proxy between gateway and Kafka (blackhole); an nftables DROP in a network namespace is not built".into(),
+        network_fault_method: if harness.net_drop.is_some() {
+            "fault proxy between gateway and Kafka (blackhole), and an nftables DROP of the proxied ports in the run's own network namespace (net-drop)"
+        } else {
+            "fault proxy between gateway and Kafka (blackhole); no nftables DROP (needs root, unshare, nft, ip)"
+        }
+        .into(),
         warnings,
         pruned_partitions: pruned,
         violations: Vec::new(),

@@ -20,6 +20,7 @@ fn color(kind: FaultKind) -> &'static str {
         FaultKind::BrokerKill => "#d62728",
         FaultKind::BrokerPause => "#ff7f0e",
         FaultKind::Blackhole => "#7f7f7f",
+        FaultKind::NetDrop => "#393b79",
         FaultKind::LeaderUnreachable => "#8c564b",
         FaultKind::LeaderMove => "#bcbd22",
         FaultKind::GatewayKill => "#1f77b4",

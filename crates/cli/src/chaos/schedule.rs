@@ -24,6 +24,9 @@ pub enum FaultKind {
     BrokerPause,
     /// Every byte between the gateway and Kafka held (the fault proxy in blackhole mode).
     Blackhole,
+    /// Every packet between the gateway and Kafka dropped by an nftables rule, in the run's
+    /// private network namespace (root only).
+    NetDrop,
     /// Mock cluster: one partition leader unreachable while the metadata still names it
     /// (KAFKA-3686).
     LeaderUnreachable,
@@ -73,6 +76,7 @@ impl FaultKind {
             FaultKind::BrokerKill => "broker-kill",
             FaultKind::BrokerPause => "broker-pause",
             FaultKind::Blackhole => "blackhole",
+            FaultKind::NetDrop => "net-drop",
             FaultKind::LeaderUnreachable => "leader-unreachable",
             FaultKind::LeaderMove => "leader-move",
             FaultKind::GatewayKill => "gateway-kill",
