@@ -21,31 +21,13 @@
 //! The tracker is a pure state machine: every input carries the time, so tests drive it with a
 //! made-up clock.
 
+mod key;
+
 use std::collections::HashMap;
 use std::fmt;
 use std::time::{Duration, Instant};
 
-/// A topic and a partition.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct TopicPartition {
-    pub topic: String,
-    pub partition: i32,
-}
-
-impl TopicPartition {
-    pub fn new(topic: impl Into<String>, partition: i32) -> Self {
-        Self {
-            topic: topic.into(),
-            partition,
-        }
-    }
-}
-
-impl fmt::Display for TopicPartition {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.topic, self.partition)
-    }
-}
+pub use key::{PartitionKey, TopicPartition};
 
 /// Tuning of the tracker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -139,6 +121,8 @@ struct PartitionState {
     last_progress: Instant,
     /// When a record of it was last acknowledged.
     last_ack: Option<Instant>,
+    /// The highest offset acknowledged so far (the `known_before` of the next record sent).
+    last_offset: Option<i64>,
     unhealthy: Option<Unhealthy>,
     /// When it last turned healthy again, if it ever was unhealthy.
     recovered_at: Option<Instant>,
@@ -181,30 +165,49 @@ impl HealthTracker {
         self.config
     }
 
-    fn state(&mut self, tp: &TopicPartition, now: Instant) -> &mut PartitionState {
-        self.partitions.entry(tp.clone()).or_insert(PartitionState {
-            outstanding: 0,
-            last_progress: now,
-            last_ack: None,
-            unhealthy: None,
-            recovered_at: None,
-        })
+    /// The state of `tp`, created on first use. Looked up by borrowed parts: this runs twice
+    /// per record, and a `TopicPartition` key is built (allocated) only for a new partition.
+    fn state(&mut self, tp: &(impl PartitionKey + ?Sized), now: Instant) -> &mut PartitionState {
+        let (topic, partition) = tp.parts();
+        let key: &dyn PartitionKey = &(topic, partition);
+        if !self.partitions.contains_key(key) {
+            let fresh = PartitionState {
+                outstanding: 0,
+                last_progress: now,
+                last_ack: None,
+                last_offset: None,
+                unhealthy: None,
+                recovered_at: None,
+            };
+            self.partitions
+                .insert(TopicPartition::new(topic, partition), fresh);
+        }
+        self.partitions.get_mut(key).expect("inserted above")
     }
 
-    /// A record was handed to librdkafka for `tp`.
-    pub fn on_send(&mut self, tp: &TopicPartition, now: Instant) {
+    /// A record was handed to librdkafka for `tp`. Returns the highest offset acknowledged for
+    /// `tp` so far: a tail check for this record need not look before it.
+    pub fn on_send(&mut self, tp: &(impl PartitionKey + ?Sized), now: Instant) -> Option<i64> {
         let s = self.state(tp, now);
         if s.outstanding == 0 {
             s.last_progress = now;
         }
         s.outstanding += 1;
+        s.last_offset
     }
 
     /// Kafka acknowledged a record of `tp` sent in producer session `session`. The first
     /// acknowledgement of the current session ends its grace: the producer is connected and has
     /// its id. (A retired session's late acknowledgements are progress, but say nothing of
     /// whether the fresh one is connected yet.)
-    pub fn on_delivered(&mut self, tp: &TopicPartition, session: u64, now: Instant) {
+    /// `offset` is where it landed, when the broker said.
+    pub fn on_delivered(
+        &mut self,
+        tp: &(impl PartitionKey + ?Sized),
+        session: u64,
+        offset: Option<i64>,
+        now: Instant,
+    ) {
         if session >= self.session {
             self.grace_until = None;
         }
@@ -212,6 +215,7 @@ impl HealthTracker {
         s.outstanding = s.outstanding.saturating_sub(1);
         s.last_progress = now;
         s.last_ack = Some(now);
+        s.last_offset = s.last_offset.max(offset);
     }
 
     /// Whether a partition led by `leader` had a record acknowledged in the last `within`.
@@ -232,7 +236,7 @@ impl HealthTracker {
 
     /// A record of `tp` left librdkafka without saying anything about the partition (purged by
     /// us, or refused for its own content).
-    pub fn on_settled(&mut self, tp: &TopicPartition, now: Instant) {
+    pub fn on_settled(&mut self, tp: &(impl PartitionKey + ?Sized), now: Instant) {
         let s = self.state(tp, now);
         s.outstanding = s.outstanding.saturating_sub(1);
     }
@@ -399,9 +403,9 @@ impl HealthTracker {
     }
 
     /// Whether `tp` is healthy (a partition never seen is).
-    pub fn is_healthy(&self, tp: &TopicPartition) -> bool {
+    pub fn is_healthy(&self, tp: &(impl PartitionKey + ?Sized)) -> bool {
         self.partitions
-            .get(tp)
+            .get(&tp.parts() as &dyn PartitionKey)
             .is_none_or(|s| s.unhealthy.is_none())
     }
 

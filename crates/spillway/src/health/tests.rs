@@ -53,7 +53,7 @@ fn the_first_acknowledgement_of_a_session_ends_its_grace() {
     h.on_session_start(0, t0);
     h.on_send(&tp, t0);
     h.on_send(&other, t0);
-    h.on_delivered(&other, 0, t0 + ms(100));
+    h.on_delivered(&other, 0, None, t0 + ms(100));
     assert_eq!(h.tick(t0 + ms(1000)), vec![tp]);
 }
 
@@ -75,7 +75,7 @@ fn steady_acknowledgements_keep_a_busy_partition_healthy() {
     for i in 0..100 {
         h.on_send(&tp, t0 + ms(i * 100));
         h.on_send(&tp, t0 + ms(i * 100));
-        h.on_delivered(&tp, 0, t0 + ms(i * 100 + 50));
+        h.on_delivered(&tp, 0, None, t0 + ms(i * 100 + 50));
         assert!(h.tick(t0 + ms(i * 100 + 99)).is_empty());
     }
     assert!(h.is_healthy(&tp));
@@ -87,12 +87,12 @@ fn a_retired_sessions_late_acknowledgement_does_not_end_the_fresh_sessions_grace
     let other = TopicPartition::new("t", 1);
     h.on_session_start(4, t0);
     h.on_send(&tp, t0);
-    h.on_delivered(&other, 3, t0 + ms(100));
+    h.on_delivered(&other, 3, None, t0 + ms(100));
     assert!(
         h.tick(t0 + ms(1500)).is_empty(),
         "session 4 is still connecting"
     );
-    h.on_delivered(&other, 4, t0 + ms(1600));
+    h.on_delivered(&other, 4, None, t0 + ms(1600));
     assert_eq!(h.tick(t0 + ms(1600)), vec![tp]);
 }
 
@@ -100,7 +100,7 @@ fn a_retired_sessions_late_acknowledgement_does_not_end_the_fresh_sessions_grace
 fn an_idle_partition_never_stalls() {
     let (mut h, t0, tp) = tracker();
     h.on_send(&tp, t0);
-    h.on_delivered(&tp, 0, t0 + ms(5));
+    h.on_delivered(&tp, 0, None, t0 + ms(5));
     assert!(h.tick(t0 + ms(60_000)).is_empty());
 }
 
@@ -216,11 +216,45 @@ fn a_leader_counts_as_acknowledging_only_within_the_window_of_its_last_ack() {
     let (mut h, t0, _) = tracker();
     h.on_leaders("t", &[(0, 1), (1, 2), (2, 3)]);
     h.on_send(&TopicPartition::new("t", 1), t0);
-    h.on_delivered(&TopicPartition::new("t", 1), 0, t0 + ms(100));
+    h.on_delivered(&TopicPartition::new("t", 1), 0, None, t0 + ms(100));
     assert!(h.leader_acked_within(2, ms(1000), t0 + ms(1000)));
     assert!(!h.leader_acked_within(2, ms(1000), t0 + ms(1200)));
     assert!(
         !h.leader_acked_within(3, ms(1000), t0 + ms(200)),
         "never acknowledged"
     );
+}
+
+#[test]
+fn a_record_sent_learns_the_highest_offset_acknowledged_before_it() {
+    let (mut h, t0, tp) = tracker();
+    assert_eq!(h.on_send(&tp, t0), None, "nothing acknowledged yet");
+    h.on_delivered(&("t", 0), 0, Some(41), t0);
+    h.on_delivered(&tp, 0, None, t0);
+    assert_eq!(
+        h.on_send(&("t", 0), t0),
+        Some(41),
+        "a report without offset keeps it"
+    );
+    h.on_delivered(&tp, 0, Some(40), t0);
+    assert_eq!(
+        h.on_send(&tp, t0),
+        Some(41),
+        "an older offset does not lower it"
+    );
+    assert_eq!(
+        h.on_send(&("t", 1), t0),
+        None,
+        "another partition has its own"
+    );
+}
+
+#[test]
+fn a_partition_named_by_borrowed_parts_is_the_same_partition() {
+    let (mut h, t0, tp) = tracker();
+    h.on_send(&("t", 0), t0);
+    assert_eq!(h.outstanding(&tp), 1);
+    assert_eq!(h.tick(t0 + ms(1000)), vec![tp.clone()]);
+    assert!(!h.is_healthy(&("t", 0)));
+    assert!(h.is_healthy(&("t", 1)));
 }

@@ -102,7 +102,7 @@ impl Shared {
         Ok(self
             .sticky
             .choose(&record.topic, partitions, |p| {
-                health.is_healthy(&TopicPartition::new(record.topic.as_str(), p))
+                health.is_healthy(&(record.topic.as_str(), p))
             })
             .map(|p| (p, true)))
     }
@@ -115,9 +115,9 @@ impl Shared {
             return Err(SendError::NoHealthyPartition(record.topic));
         };
         if !placed_by_us {
-            let tp = TopicPartition::new(record.topic.as_str(), partition);
             let health = self.health.lock();
-            if !health.is_healthy(&tp) {
+            if !health.is_healthy(&(record.topic.as_str(), partition)) {
+                let tp = TopicPartition::new(record.topic.as_str(), partition);
                 let reason = health
                     .unhealthy()
                     .into_iter()
@@ -134,6 +134,7 @@ impl Shared {
         let (tx, rx) = oneshot::channel();
         let record = Arc::new(record);
         let in_librdkafka = Arc::new(AtomicBool::new(false));
+        let now = Instant::now();
         let pending = Pending {
             record: record.clone(),
             partition,
@@ -141,11 +142,11 @@ impl Shared {
             known_before: None,
             attempts: 0,
             session: 0,
-            sent_at: Instant::now(),
+            sent_at: now,
             reply: tx,
             in_librdkafka: in_librdkafka.clone(),
         };
-        match self.dispatch(Box::new(pending)) {
+        match self.dispatch(Box::new(pending), now) {
             Ok(()) => Ok(DeliveryFuture::new(rx, record, in_librdkafka)),
             Err((e, pending)) => {
                 self.release(&pending);
@@ -175,22 +176,26 @@ impl Shared {
             .fetch_sub(pending.record.size(), Ordering::AcqRel);
     }
 
-    /// Hands a pending record to the current session.
+    /// Hands a pending record to the current session; `now` is the time of the hand-over
+    /// (one clock read per record serves both the caller and this).
     pub(super) fn dispatch(
         &self,
         mut pending: Box<Pending>,
+        now: Instant,
     ) -> Result<(), (SendError, Box<Pending>)> {
         let Some(session) = self.session.read().clone() else {
             return Err((SendError::Closed, pending));
         };
-        let tp = pending.tp();
         pending.session = session.id;
-        pending.sent_at = Instant::now();
+        pending.sent_at = now;
         pending.attempts += 1;
-        pending.known_before = self.last_delivered.lock().get(&tp).copied();
-        self.health.lock().on_send(&tp, pending.sent_at);
         let record = pending.record.clone();
-        let id = record.id.to_string();
+        let partition = pending.partition;
+        pending.known_before = self
+            .health
+            .lock()
+            .on_send(&(record.topic.as_str(), partition), now);
+        let id = record.id.to_text();
         let mut headers = OwnedHeaders::new_with_capacity(record.headers.len() + 1);
         for (k, v) in &record.headers {
             headers = headers.insert(Header {
@@ -200,11 +205,11 @@ impl Shared {
         }
         headers = headers.insert(Header {
             key: ID_HEADER,
-            value: Some(&id),
+            value: Some(id.as_bytes()),
         });
         let mut base: BaseRecord<'_, [u8], [u8], Box<Pending>> =
             BaseRecord::with_opaque_to(&record.topic, pending)
-                .partition(tp.partition)
+                .partition(partition)
                 .headers(headers);
         if let Some(k) = &record.key {
             base = base.key(k.as_slice());
@@ -225,7 +230,9 @@ impl Shared {
             }
             Err((e, base)) => {
                 in_librdkafka.store(false, Ordering::Release);
-                self.health.lock().on_settled(&tp, Instant::now());
+                self.health
+                    .lock()
+                    .on_settled(&(record.topic.as_str(), partition), Instant::now());
                 let code = e.rdkafka_error_code().unwrap_or(RDKafkaErrorCode::Fail);
                 Err((
                     SendError::Kafka(DeliveryError::from_code(code)),

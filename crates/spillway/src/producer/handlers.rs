@@ -43,16 +43,11 @@ impl Shared {
     }
 
     pub(crate) fn on_delivered(&self, pending: Pending, partition: i32, offset: i64) {
-        let tp = pending.tp();
+        let offset = (offset >= 0).then_some(offset);
+        let key = (pending.record.topic.as_str(), pending.partition);
         self.health
             .lock()
-            .on_delivered(&tp, pending.session, Instant::now());
-        let offset = (offset >= 0).then_some(offset);
-        if let Some(offset) = offset {
-            let mut last = self.last_delivered.lock();
-            let entry = last.entry(tp).or_insert(offset);
-            *entry = (*entry).max(offset);
-        }
+            .on_delivered(&key, pending.session, offset, Instant::now());
         self.finish(pending, Outcome::Delivered { partition, offset });
     }
 
@@ -272,10 +267,7 @@ impl Shared {
                 partitions.and_then(|n| {
                     let health = self.health.lock();
                     self.sticky.choose(&pending.record.topic, n, |p| {
-                        health.is_healthy(&crate::health::TopicPartition::new(
-                            pending.record.topic.as_str(),
-                            p,
-                        ))
+                        health.is_healthy(&(pending.record.topic.as_str(), p))
                     })
                 })
             };
@@ -296,7 +288,7 @@ impl Shared {
             let mut pending = Box::new(pending);
             pending.partition = partition;
             self.counters.replaced.fetch_add(1, Ordering::Relaxed);
-            match self.dispatch(pending) {
+            match self.dispatch(pending, Instant::now()) {
                 Ok(()) => {}
                 // The session went fatal (or its queue is full): the record is fine. Keep it
                 // for the next round, after the cut this error asks for.

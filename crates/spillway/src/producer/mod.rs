@@ -190,7 +190,6 @@ pub(crate) struct Shared {
     health: Mutex<HealthTracker>,
     meta: Mutex<HashMap<String, TopicMeta>>,
     meta_misses: Mutex<HashMap<String, Instant>>,
-    last_delivered: Mutex<HashMap<TopicPartition, i64>>,
     sticky: StickyChooser,
     in_flight_records: AtomicUsize,
     in_flight_bytes: AtomicUsize,
@@ -253,7 +252,6 @@ impl Producer {
             next_session: AtomicU64::new(1),
             meta: Mutex::new(HashMap::new()),
             meta_misses: Mutex::new(HashMap::new()),
-            last_delivered: Mutex::new(HashMap::new()),
             in_flight_records: AtomicUsize::new(0),
             in_flight_bytes: AtomicUsize::new(0),
             cut_request: Mutex::new(None),
@@ -314,10 +312,7 @@ impl Producer {
 
     /// Whether `topic`/`partition` is healthy.
     pub fn is_healthy(&self, topic: &str, partition: i32) -> bool {
-        self.shared
-            .health
-            .lock()
-            .is_healthy(&TopicPartition::new(topic, partition))
+        self.shared.health.lock().is_healthy(&(topic, partition))
     }
 
     /// Whether `topic`/`partition` has been healthy for at least `settle`.
