@@ -352,6 +352,7 @@ async fn chaos(args: ChaosArgs) -> anyhow::Result<Report> {
     let expected = tally.acked.len().saturating_sub(torn_ids.len());
     let read = move || read_topic_until(&bootstrap, TOPIC, expected, Duration::from_secs(120));
     let first = tokio::task::spawn_blocking(read.clone()).await?;
+    let mut read_back_error = None;
     let records = match first {
         Ok(records) => records,
         // The broker may have hung after the drain: restart it once and read again.
@@ -363,10 +364,18 @@ async fn chaos(args: ChaosArgs) -> anyhow::Result<Report> {
             })
             .await?;
             harness = h;
-            anyhow::ensure!(restarted?, "reading the topic back: {e}");
-            tokio::task::spawn_blocking(read)
-                .await?
-                .context("reading the topic back after restarting the hung broker")?
+            let again = match restarted {
+                Ok(true) => tokio::task::spawn_blocking(read)
+                    .await?
+                    .map_err(|e2| format!("{e}; again after restarting the hung broker: {e2}")),
+                Ok(false) => Err(e.to_string()),
+                Err(r) => Err(format!("{e}; restarting the broker: {r:#}")),
+            };
+            again.unwrap_or_else(|why| {
+                eprintln!("!! the topic could not be read back: {why}");
+                read_back_error = Some(why);
+                Vec::new()
+            })
         }
     };
     let pruned = report::pruned_partitions(&records);
@@ -440,6 +449,7 @@ async fn chaos(args: ChaosArgs) -> anyhow::Result<Report> {
         .into(),
         warnings,
         pruned_partitions: pruned,
+        read_back_error,
         violations: Vec::new(),
         verdict: String::new(),
         events: harness.events.clone(),

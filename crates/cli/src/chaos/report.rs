@@ -76,6 +76,8 @@ pub struct Report {
     /// Partitions whose oldest records the cluster itself had deleted when they were read
     /// back (the mock broker's 5 MiB retention): their losses cannot be told from ours.
     pub pruned_partitions: Vec<i32>,
+    /// Why the topic could not be read back at all (the oracle then had nothing to judge).
+    pub read_back_error: Option<String>,
     pub violations: Vec<String>,
     pub verdict: String,
     pub events: Vec<FaultEvent>,
@@ -182,6 +184,13 @@ pub fn acks_per_second(ack_times: &[f32], secs: usize) -> Vec<u64> {
 impl Report {
     /// Fills `violations` and `verdict` from the rest.
     pub fn judge(&mut self) {
+        if let Some(why) = &self.read_back_error {
+            self.violations = vec![format!(
+                "INCONCLUSIVE: the topic could not be read back, so the oracle judged nothing: {why}"
+            )];
+            self.verdict = "INCONCLUSIVE".into();
+            return;
+        }
         let o = &self.oracle;
         let mut v = Vec::new();
         for (n, what) in [
@@ -278,6 +287,9 @@ impl Report {
             r.delivered_unacknowledged
         );
         let _ = writeln!(s, "\n| oracle (acknowledged records) | count |\n|---|---:|");
+        if self.read_back_error.is_some() {
+            let _ = writeln!(s, "| not judged: the topic could not be read back | — |");
+        }
         for (k, v) in [
             ("lost", o.lost),
             ("duplicated", o.duplicated),
@@ -288,10 +300,13 @@ impl Report {
                 "destroyed by injected torn writes (not lost by us)",
                 o.destroyed_by_torn_writes,
             ),
-        ] {
+        ]
+        .into_iter()
+        .filter(|_| self.read_back_error.is_none())
+        {
             let _ = writeln!(s, "| {k} | {v} |");
         }
-        for e in &o.examples {
+        for e in o.examples.iter().filter(|_| self.read_back_error.is_none()) {
             let _ = writeln!(s, "  e.g. {e}");
         }
         let _ = writeln!(s, "\n| faults | count |\n|---|---:|");
@@ -377,6 +392,7 @@ mod tests {
             network_fault_method: String::new(),
             warnings: Vec::new(),
             pruned_partitions: Vec::new(),
+            read_back_error: None,
             violations: Vec::new(),
             verdict: String::new(),
             events: Vec::new(),
@@ -404,6 +420,21 @@ mod tests {
             read_back(2, 0),
         ];
         assert_eq!(pruned_partitions(&records), vec![1]);
+    }
+
+    #[test]
+    fn a_run_whose_topic_could_not_be_read_back_is_inconclusive_and_claims_no_loss() {
+        let verdict = Verdict {
+            lost: vec!["a".into()],
+            ..Verdict::default()
+        };
+        let mut r = report(oracle_counts(&verdict, &HashSet::new()));
+        r.read_back_error = Some("reading topic chaos back timed out".into());
+        r.judge();
+        assert_eq!(r.verdict, "INCONCLUSIVE");
+        assert_eq!(r.violations.len(), 1, "{:?}", r.violations);
+        assert!(!r.violations[0].contains("lost"), "{:?}", r.violations);
+        assert!(!r.render().contains("| lost |"), "no loss is claimed");
     }
 
     #[test]
