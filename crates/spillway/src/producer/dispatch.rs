@@ -2,19 +2,18 @@
 //! handing it to the current session's librdkafka producer.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{BaseRecord, Producer as _};
-use rdkafka::types::RDKafkaErrorCode;
-use tokio::sync::oneshot;
-
 use super::session::Pending;
+use super::ticket::ticket;
 use super::{DeliveryError, DeliveryFuture, SendError, Shared, TopicMeta};
 use crate::health::TopicPartition;
 use crate::partitioner::partition_for_key;
 use crate::record::{ID_HEADER, OutRecord};
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{BaseRecord, Producer as _};
+use rdkafka::types::RDKafkaErrorCode;
 
 impl Shared {
     pub(super) fn wake(&self) {
@@ -131,9 +130,8 @@ impl Shared {
             }
         }
         self.admit(record.size())?;
-        let (tx, rx) = oneshot::channel();
+        let (reply, waiter) = ticket();
         let record = Arc::new(record);
-        let in_librdkafka = Arc::new(AtomicBool::new(false));
         let now = Instant::now();
         let pending = Pending {
             record: record.clone(),
@@ -143,11 +141,10 @@ impl Shared {
             attempts: 0,
             session: 0,
             sent_at: now,
-            reply: tx,
-            in_librdkafka: in_librdkafka.clone(),
+            reply,
         };
         match self.dispatch(Box::new(pending), now) {
-            Ok(()) => Ok(DeliveryFuture::new(rx, record, in_librdkafka)),
+            Ok(()) => Ok(DeliveryFuture::new(waiter, record)),
             Err((e, pending)) => {
                 self.release(&pending);
                 Err(e)
@@ -221,15 +218,14 @@ impl Shared {
             base = base.timestamp(ts);
         }
         // Set before the hand-over: the report may arrive before `send` returns.
-        let in_librdkafka = base.delivery_opaque.in_librdkafka.clone();
-        in_librdkafka.store(true, Ordering::Release);
+        base.delivery_opaque.reply.set_in_librdkafka(true);
         match session.producer.send(base) {
             Ok(()) => {
                 self.counters.sent.fetch_add(1, Ordering::Relaxed);
                 Ok(())
             }
             Err((e, base)) => {
-                in_librdkafka.store(false, Ordering::Release);
+                base.delivery_opaque.reply.set_in_librdkafka(false);
                 self.health
                     .lock()
                     .on_settled(&(record.topic.as_str(), partition), Instant::now());

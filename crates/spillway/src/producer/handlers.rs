@@ -57,7 +57,7 @@ impl Shared {
         code: RDKafkaErrorCode,
         persisted: Persistence,
     ) {
-        pending.in_librdkafka.store(false, Ordering::Release);
+        pending.reply.set_in_librdkafka(false);
         let error = DeliveryError::from_code(code);
         let tp = pending.tp();
         let now = Instant::now();

@@ -51,6 +51,7 @@ mod outcome;
 mod session;
 mod stats;
 mod supervisor;
+mod ticket;
 
 use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;

@@ -4,12 +4,11 @@ use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 
 use rdkafka::types::RDKafkaErrorCode;
-use tokio::sync::oneshot;
 
+use super::ticket::Waiter;
 use crate::ErrorClass;
 use crate::record::OutRecord;
 
@@ -102,21 +101,15 @@ pub struct Delivery {
 /// ([`DeliveryFuture::wait`]).
 #[derive(Debug)]
 pub struct DeliveryFuture {
-    rx: oneshot::Receiver<Delivery>,
+    waiter: Waiter,
     fallback: Option<Arc<OutRecord>>,
-    in_librdkafka: Arc<AtomicBool>,
 }
 
 impl DeliveryFuture {
-    pub(crate) fn new(
-        rx: oneshot::Receiver<Delivery>,
-        record: Arc<OutRecord>,
-        in_librdkafka: Arc<AtomicBool>,
-    ) -> Self {
+    pub(crate) fn new(waiter: Waiter, record: Arc<OutRecord>) -> Self {
         Self {
-            rx,
+            waiter,
             fallback: Some(record),
-            in_librdkafka,
         }
     }
 
@@ -124,14 +117,15 @@ impl DeliveryFuture {
     /// producer holds it itself: waiting to be re-placed, or for the tail check that decides
     /// whether a possibly persisted record is in Kafka. Cutting the session helps only the first.
     pub fn in_librdkafka(&self) -> bool {
-        self.in_librdkafka.load(Ordering::Acquire)
+        self.waiter.in_librdkafka()
     }
 
-    /// Blocks until the delivery report. Do not call from inside an async runtime.
+    /// Blocks until the delivery report. Do not call from inside an async runtime (it would
+    /// block a worker thread).
     pub fn wait(mut self) -> Delivery {
-        match self.rx.blocking_recv() {
-            Ok(d) => d,
-            Err(_) => lost_reply(self.fallback.take()),
+        match self.waiter.wait() {
+            Some(d) => d,
+            None => lost_reply(self.fallback.take()),
         }
     }
 }
@@ -140,9 +134,9 @@ impl Future for DeliveryFuture {
     type Output = Delivery;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Delivery> {
-        match Pin::new(&mut self.rx).poll(cx) {
-            Poll::Ready(Ok(d)) => Poll::Ready(d),
-            Poll::Ready(Err(_)) => Poll::Ready(lost_reply(self.fallback.take())),
+        match self.waiter.poll(cx) {
+            Poll::Ready(Some(d)) => Poll::Ready(d),
+            Poll::Ready(None) => Poll::Ready(lost_reply(self.fallback.take())),
             Poll::Pending => Poll::Pending,
         }
     }

@@ -7,7 +7,6 @@
 //! reused: an idempotent producer that purged in-flight records bumps its epoch, and we want a
 //! fresh producer id instead (which also avoids Tansu 0.6.0's epoch-bump wedge).
 
-use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Weak};
 use std::time::Instant;
 
@@ -17,10 +16,10 @@ use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 use rdkafka::producer::{DeliveryResult, ProducerContext, ThreadedProducer};
 use rdkafka::types::RDKafkaErrorCode;
-use tokio::sync::oneshot;
 
 use super::ffi::{Persistence, persistence};
 use super::outcome::{Delivery, DeliveryError, Outcome};
+use super::ticket::Reply;
 use super::{Shared, stats};
 use crate::ErrorClass;
 use crate::health::TopicPartition;
@@ -38,10 +37,10 @@ pub(crate) struct Pending {
     pub(crate) attempts: u32,
     pub(crate) session: u64,
     pub(crate) sent_at: Instant,
-    pub(crate) reply: oneshot::Sender<Delivery>,
-    /// True while the record is handed to librdkafka and not yet reported; false while it waits
-    /// for re-placement or a tail check. Shared with its [`super::DeliveryFuture`].
-    pub(crate) in_librdkafka: Arc<AtomicBool>,
+    /// Where the report goes. Also carries whether the record is in librdkafka: true while it
+    /// is handed over and not yet reported, false while it waits for re-placement or a tail
+    /// check (its [`super::DeliveryFuture`] reads it).
+    pub(crate) reply: Reply,
 }
 
 impl Pending {
@@ -58,7 +57,7 @@ impl Pending {
             session: self.session,
         };
         // The caller may have stopped waiting; the outcome was still accounted for.
-        let _ = self.reply.send(delivery);
+        self.reply.send(delivery);
     }
 }
 
