@@ -7,9 +7,19 @@
 //! Found: it is delivered (at that offset). Not found: it is not in Kafka (the high watermark is
 //! read after the producer that sent it was cut, so it cannot still arrive), and is safe to
 //! resend.
+//!
+//! Scans resume. A slow broker may not serve a long tail within one check's timeout; what was
+//! read is kept per partition (the ids seen in a contiguous offset range), so the next check of
+//! that partition goes on from where the last one stopped instead of starting over, and a check
+//! whose range was read before only reads what was appended since. Offsets below the high
+//! watermark are immutable, so what was read stays true; a high watermark below the kept range
+//! (the topic was recreated) drops it. Ranges are bounded by `max_scan`, and only the
+//! [`KEPT_PARTITIONS`] most recently scanned partitions are kept.
 
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
@@ -53,10 +63,55 @@ pub enum ProbeFailure {
     Leader(KafkaError),
 }
 
+/// How many partitions' scanned ranges are kept.
+pub const KEPT_PARTITIONS: usize = 16;
+
+/// The ids read from one partition, over the offsets `start..end`.
+#[derive(Debug)]
+struct Scanned {
+    start: i64,
+    end: i64,
+    ids: HashMap<SpillwayId, i64>,
+    used: Instant,
+}
+
+impl Scanned {
+    fn new(start: i64) -> Self {
+        Self {
+            start,
+            end: start,
+            ids: HashMap::new(),
+            used: Instant::now(),
+        }
+    }
+
+    /// Whether a scan of `start..high` can use this range and go on from its end.
+    fn serves(&self, start: i64, high: i64) -> bool {
+        self.start <= start && start <= self.end && self.end <= high
+    }
+
+    /// Forgets what lies before `start` (to stay within the scan limit).
+    fn trim(&mut self, start: i64) {
+        if start > self.start {
+            self.ids.retain(|_, o| *o >= start);
+            self.start = start;
+        }
+    }
+
+    /// The kept ids at or after `start`.
+    fn from(&self, start: i64) -> impl Iterator<Item = (&SpillwayId, i64)> {
+        self.ids
+            .iter()
+            .filter(move |(_, o)| **o >= start)
+            .map(|(id, o)| (id, *o))
+    }
+}
+
 /// Reads partition tails for `spillway.id`s.
 pub struct TailReader {
     consumer: BaseConsumer,
     max_scan: i64,
+    scanned: Mutex<HashMap<(String, i32), Scanned>>,
 }
 
 impl std::fmt::Debug for TailReader {
@@ -87,6 +142,7 @@ impl TailReader {
         Ok(Self {
             consumer: config.create()?,
             max_scan,
+            scanned: Mutex::new(HashMap::new()),
         })
     }
 
@@ -128,14 +184,12 @@ impl TailReader {
         if ids.is_empty() {
             return Ok(HashMap::new());
         }
-        let mut found = HashMap::new();
-        self.scan(topic, partition, after, timeout, |id, offset| {
-            if ids.contains(&id) {
-                found.insert(id, offset);
-            }
-            found.len() < ids.len()
-        })?;
-        Ok(found)
+        self.scan(topic, partition, after, timeout, |kept, start| {
+            kept.from(start)
+                .filter(|(id, _)| ids.contains(*id))
+                .map(|(id, o)| (id.clone(), o))
+                .collect()
+        })
     }
 
     /// Every `spillway.id` in `topic`/`partition` after offset `after`, with its offset.
@@ -146,51 +200,81 @@ impl TailReader {
         after: Option<i64>,
         timeout: Duration,
     ) -> Result<HashMap<SpillwayId, i64>, TailError> {
-        let mut found = HashMap::new();
-        self.scan(topic, partition, after, timeout, |id, offset| {
-            found.insert(id, offset);
-            true
-        })?;
-        Ok(found)
+        self.scan(topic, partition, after, timeout, |kept, start| {
+            kept.from(start).map(|(id, o)| (id.clone(), o)).collect()
+        })
     }
 
-    /// Calls `visit` with every `spillway.id` after `after` up to the high watermark, until it
-    /// returns false.
-    fn scan(
+    /// Reads the partition from after `after` up to its high watermark (resuming a kept range
+    /// where one serves), then answers with `answer` over the kept range.
+    fn scan<T>(
         &self,
         topic: &str,
         partition: i32,
         after: Option<i64>,
         timeout: Duration,
-        mut visit: impl FnMut(SpillwayId, i64) -> bool,
-    ) -> Result<(), TailError> {
+        answer: impl FnOnce(&Scanned, i64) -> T,
+    ) -> Result<T, TailError> {
         let deadline = Instant::now() + timeout;
         let (low, high) = self.watermarks(topic, partition, timeout)?;
         let start = after.map_or(low, |a| (a + 1).max(low));
-        if start >= high {
-            return Ok(());
+        let key = (topic.to_string(), partition);
+        let mut all = self.scanned.lock();
+        let mut kept = match all.remove(&key) {
+            Some(k) if k.serves(start, high) => k,
+            _ => Scanned::new(start),
+        };
+        kept.used = Instant::now();
+        if high - kept.start > self.max_scan {
+            kept.trim(start);
         }
-        if high - start > self.max_scan {
-            return Err(TailError::TooLong {
+        let result = if kept.end >= high {
+            Ok(())
+        } else if high - kept.start > self.max_scan {
+            Err(TailError::TooLong {
                 topic: topic.into(),
                 partition,
                 len: high - start,
                 limit: self.max_scan,
-            });
+            })
+        } else {
+            self.read(topic, partition, &mut kept, high, deadline)
+        };
+        let answered = result.map(|()| answer(&kept, start));
+        if all.len() >= KEPT_PARTITIONS {
+            let oldest = all
+                .iter()
+                .min_by_key(|(_, k)| k.used)
+                .map(|(k, _)| k.clone());
+            if let Some(oldest) = oldest {
+                all.remove(&oldest);
+            }
         }
+        all.insert(key, kept);
+        answered
+    }
+
+    /// Reads `kept.end..high` into `kept`, until `deadline`.
+    fn read(
+        &self,
+        topic: &str,
+        partition: i32,
+        kept: &mut Scanned,
+        high: i64,
+        deadline: Instant,
+    ) -> Result<(), TailError> {
         let mut tpl = TopicPartitionList::new();
-        tpl.add_partition_offset(topic, partition, Offset::Offset(start))?;
+        tpl.add_partition_offset(topic, partition, Offset::Offset(kept.end))?;
         self.consumer.assign(&tpl)?;
-        let mut at = start;
         let result = loop {
-            if at >= high {
+            if kept.end >= high {
                 break Ok(());
             }
             if Instant::now() >= deadline {
                 break Err(TailError::Timeout {
                     topic: topic.into(),
                     partition,
-                    at,
+                    at: kept.end,
                     high,
                 });
             }
@@ -201,7 +285,10 @@ impl TailReader {
                 Ok(m) => m,
                 Err(e) => break Err(e.into()),
             };
-            at = message.offset() + 1;
+            if message.offset() < kept.end {
+                continue;
+            }
+            kept.end = message.offset() + 1;
             let id = message.headers().and_then(|hs| {
                 hs.iter()
                     .find(|h| h.key == ID_HEADER)
@@ -209,9 +296,7 @@ impl TailReader {
                     .and_then(SpillwayId::parse)
             });
             if let Some(id) = id {
-                if !visit(id, message.offset()) {
-                    break Ok(());
-                }
+                kept.ids.insert(id, message.offset());
             }
         };
         let _ = self.consumer.unassign();
@@ -228,4 +313,39 @@ fn is_client_wide(key: &str) -> bool {
         || key.starts_with("client.")
         || key == "broker.address.family"
         || key == "socket.timeout.ms"
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(n: u64) -> SpillwayId {
+        SpillwayId::parse(format!("abc:1:{n}").as_bytes()).expect("id")
+    }
+
+    #[test]
+    fn a_kept_range_serves_a_scan_that_starts_inside_it_and_ends_at_or_after_it() {
+        let mut kept = Scanned::new(10);
+        kept.end = 20;
+        assert!(kept.serves(10, 20));
+        assert!(kept.serves(15, 30), "resumes at 20");
+        assert!(kept.serves(20, 25), "starts at its end");
+        assert!(!kept.serves(5, 30), "needs offsets before it");
+        assert!(!kept.serves(21, 30), "a gap after it");
+        assert!(!kept.serves(12, 18), "the partition shrank below it");
+    }
+
+    #[test]
+    fn trimming_forgets_ids_before_the_new_start_only() {
+        let mut kept = Scanned::new(0);
+        kept.end = 3;
+        for n in 0..3 {
+            kept.ids.insert(id(n), n as i64);
+        }
+        kept.trim(2);
+        assert_eq!(kept.start, 2);
+        assert_eq!(kept.from(0).count(), 1);
+        kept.trim(1);
+        assert_eq!(kept.start, 2, "never grows back");
+    }
 }

@@ -1,0 +1,97 @@
+//! Tail checks against librdkafka's mock cluster: a scan that runs out of time is resumed by
+//! the next check, not started over.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use rdkafka::ClientConfig;
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use spillway::record::{ID_HEADER, SpillwayId};
+use spillway::tail::{TailError, TailReader};
+use spillway_test_support::MockKafka;
+
+const TOPIC: &str = "tail";
+
+fn id(n: u64) -> SpillwayId {
+    SpillwayId::parse(format!("abc:1:{n}").as_bytes()).expect("id")
+}
+
+/// Produces records `from..to`, each in its own batch (the mock broker serves one batch per
+/// fetch, so every record costs a round trip to read).
+fn produce(kafka: &MockKafka, from: u64, to: u64) {
+    let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
+        .set("bootstrap.servers", kafka.bootstrap())
+        .set("linger.ms", "0")
+        .create()
+        .unwrap();
+    for n in from..to {
+        let value = id(n).to_string();
+        let headers = OwnedHeaders::new().insert(Header {
+            key: ID_HEADER,
+            value: Some(value.as_bytes()),
+        });
+        producer
+            .send(
+                BaseRecord::<(), _>::to(TOPIC)
+                    .partition(0)
+                    .payload("x")
+                    .headers(headers),
+            )
+            .map_err(|(e, _)| e)
+            .unwrap();
+        producer.flush(Duration::from_secs(10)).unwrap();
+    }
+}
+
+fn reader(kafka: &MockKafka) -> TailReader {
+    let mut base = ClientConfig::new();
+    base.set("bootstrap.servers", kafka.bootstrap());
+    TailReader::new(&base, 100_000).unwrap()
+}
+
+#[test]
+fn a_tail_too_slow_to_read_in_one_check_is_read_across_several() {
+    let kafka = MockKafka::new(1).unwrap();
+    kafka.create_topic(TOPIC, 1).unwrap();
+    produce(&kafka, 0, 20);
+    // 20 fetches of at least 150 ms each cannot fit in one 1.5 s check.
+    kafka
+        .set_round_trip_time(1, Duration::from_millis(150))
+        .unwrap();
+    let tail = reader(&kafka);
+    let wanted: HashSet<SpillwayId> = [id(19)].into();
+    let mut timeouts = 0;
+    let found = loop {
+        match tail.find(TOPIC, 0, None, &wanted, Duration::from_millis(1500)) {
+            Ok(found) => break found,
+            Err(TailError::Timeout { .. }) if timeouts < 30 => timeouts += 1,
+            Err(e) => panic!("after {timeouts} timeouts: {e}"),
+        }
+    };
+    assert!(timeouts >= 1, "one check could not have read it all");
+    assert_eq!(found.get(&id(19)), Some(&19));
+}
+
+#[test]
+fn a_second_check_reads_only_what_was_appended_and_still_sees_the_rest() {
+    let kafka = MockKafka::new(1).unwrap();
+    kafka.create_topic(TOPIC, 1).unwrap();
+    produce(&kafka, 0, 5);
+    let tail = reader(&kafka);
+    let all = tail
+        .collect(TOPIC, 0, None, Duration::from_secs(10))
+        .unwrap();
+    assert_eq!(all.len(), 5);
+    produce(&kafka, 5, 8);
+    let wanted: HashSet<SpillwayId> = [id(2), id(7), id(99)].into();
+    let found = tail
+        .find(TOPIC, 0, Some(1), &wanted, Duration::from_secs(10))
+        .unwrap();
+    assert_eq!(found.len(), 2, "{found:?}");
+    assert_eq!((found[&id(2)], found[&id(7)]), (2, 7));
+    let after_three = tail
+        .collect(TOPIC, 0, Some(3), Duration::from_secs(10))
+        .unwrap();
+    assert_eq!(after_three.len(), 4, "offsets 4..8 only: {after_three:?}");
+}
