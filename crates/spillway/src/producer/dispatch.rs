@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use super::session::Pending;
-use super::ticket::ticket;
+use super::ticket::{InFlight, park, ticket};
 use super::{DeliveryError, DeliveryFuture, SendError, Shared, TopicMeta};
 use crate::health::TopicPartition;
 use crate::partitioner::partition_for_key;
@@ -143,7 +143,7 @@ impl Shared {
             sent_at: now,
             reply,
         };
-        match self.dispatch(Box::new(pending), now) {
+        match self.dispatch(pending, now).map_err(|refused| *refused) {
             Ok(()) => Ok(DeliveryFuture::new(waiter, record)),
             Err((e, pending)) => {
                 self.release(&pending);
@@ -174,14 +174,15 @@ impl Shared {
     }
 
     /// Hands a pending record to the current session; `now` is the time of the hand-over
-    /// (one clock read per record serves both the caller and this).
+    /// (one clock read per record serves both the caller and this). A refused record comes
+    /// back with why (boxed: that path is rare, and the success path stays small).
     pub(super) fn dispatch(
         &self,
-        mut pending: Box<Pending>,
+        mut pending: Pending,
         now: Instant,
-    ) -> Result<(), (SendError, Box<Pending>)> {
+    ) -> Result<(), Box<(SendError, Pending)>> {
         let Some(session) = self.session.read().clone() else {
-            return Err((SendError::Closed, pending));
+            return Err(Box::new((SendError::Closed, pending)));
         };
         pending.session = session.id;
         pending.sent_at = now;
@@ -204,8 +205,10 @@ impl Shared {
             key: ID_HEADER,
             value: Some(id.as_bytes()),
         });
-        let mut base: BaseRecord<'_, [u8], [u8], Box<Pending>> =
-            BaseRecord::with_opaque_to(&record.topic, pending)
+        // Set before the hand-over: the report may arrive before `send` returns.
+        pending.reply.set_in_librdkafka(true);
+        let mut base: BaseRecord<'_, [u8], [u8], InFlight> =
+            BaseRecord::with_opaque_to(&record.topic, park(pending))
                 .partition(partition)
                 .headers(headers);
         if let Some(k) = &record.key {
@@ -217,23 +220,25 @@ impl Shared {
         if let Some(ts) = record.timestamp_ms {
             base = base.timestamp(ts);
         }
-        // Set before the hand-over: the report may arrive before `send` returns.
-        base.delivery_opaque.reply.set_in_librdkafka(true);
         match session.producer.send(base) {
             Ok(()) => {
                 self.counters.sent.fetch_add(1, Ordering::Relaxed);
                 Ok(())
             }
             Err((e, base)) => {
-                base.delivery_opaque.reply.set_in_librdkafka(false);
+                let pending = base
+                    .delivery_opaque
+                    .unpark()
+                    .expect("a refused record gets no report, so it is still parked");
+                pending.reply.set_in_librdkafka(false);
                 self.health
                     .lock()
                     .on_settled(&(record.topic.as_str(), partition), Instant::now());
                 let code = e.rdkafka_error_code().unwrap_or(RDKafkaErrorCode::Fail);
-                Err((
+                Err(Box::new((
                     SendError::Kafka(DeliveryError::from_code(code)),
-                    base.delivery_opaque,
-                ))
+                    pending,
+                )))
             }
         }
     }

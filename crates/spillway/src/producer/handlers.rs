@@ -285,10 +285,13 @@ impl Shared {
                 );
                 continue;
             };
-            let mut pending = Box::new(pending);
+            let mut pending = pending;
             pending.partition = partition;
             self.counters.replaced.fetch_add(1, Ordering::Relaxed);
-            match self.dispatch(pending, Instant::now()) {
+            match self
+                .dispatch(pending, Instant::now())
+                .map_err(|refused| *refused)
+            {
                 Ok(()) => {}
                 // The session went fatal (or its queue is full): the record is fine. Keep it
                 // for the next round, after the cut this error asks for.
@@ -297,7 +300,7 @@ impl Shared {
                         || e.code == Some(RDKafkaErrorCode::QueueFull) =>
                 {
                     let session = pending.session;
-                    self.requeue.lock().push_front(*pending);
+                    self.requeue.lock().push_front(pending);
                     if e.class == ErrorClass::Fatal {
                         self.request_cut(session, format!("fatal producer: {e}"));
                     }
@@ -306,7 +309,7 @@ impl Shared {
                 Err((e, pending)) => {
                     let error = DeliveryError::local(ErrorClass::Transient, e.to_string());
                     self.finish(
-                        *pending,
+                        pending,
                         Outcome::NotPersisted {
                             partition: Some(partition),
                             error,

@@ -19,7 +19,7 @@ use rdkafka::types::RDKafkaErrorCode;
 
 use super::ffi::{Persistence, persistence};
 use super::outcome::{Delivery, DeliveryError, Outcome};
-use super::ticket::Reply;
+use super::ticket::{InFlight, Reply};
 use super::{Shared, stats};
 use crate::ErrorClass;
 use crate::health::TopicPartition;
@@ -111,9 +111,17 @@ impl ClientContext for SessionContext {
 }
 
 impl ProducerContext for SessionContext {
-    type DeliveryOpaque = Box<Pending>;
+    type DeliveryOpaque = InFlight;
 
-    fn delivery(&self, result: &DeliveryResult<'_>, pending: Box<Pending>) {
+    fn delivery(&self, result: &DeliveryResult<'_>, ticket: InFlight) {
+        let Some(pending) = ticket.unpark() else {
+            // Every record is parked before the hand-over and taken out once, here.
+            tracing::error!(
+                session = self.session,
+                "a delivery report for no parked record"
+            );
+            return;
+        };
         let Some(shared) = self.shared.upgrade() else {
             // The producer is gone; nobody waits any more, but never claim delivery.
             let error = DeliveryError::local(ErrorClass::Transient, "producer dropped");
@@ -126,11 +134,11 @@ impl ProducerContext for SessionContext {
             return;
         };
         match result {
-            Ok(message) => shared.on_delivered(*pending, message.partition(), message.offset()),
+            Ok(message) => shared.on_delivered(pending, message.partition(), message.offset()),
             Err((error, message)) => {
                 let code = error.rdkafka_error_code().unwrap_or(RDKafkaErrorCode::Fail);
                 let persisted = persistence(message);
-                shared.on_failed(*pending, code, persisted);
+                shared.on_failed(pending, code, persisted);
             }
         }
     }

@@ -8,6 +8,11 @@
 //! that made it, which at hundreds of thousands of records per second contends on the
 //! allocator's locks.
 //!
+//! The ticket also carries the record across librdkafka: while librdkafka holds it, the
+//! `Pending` record is parked in its own ticket, and librdkafka's per-message opaque is a
+//! reference to the ticket (a reference count, where a `Box<Pending>` was one more allocation
+//! per record, made by the caller's thread and freed by the poll thread).
+//!
 //! Protocol:
 //! - The producer side reports at most once ([`Reply::send`]). If it is dropped without
 //!   reporting (only when the producer is torn down mid-flight), the waiting side reads `None`
@@ -24,6 +29,7 @@ use std::task::{Context, Poll, Waker};
 use parking_lot::{Condvar, Mutex};
 
 use super::outcome::Delivery;
+use super::session::Pending;
 
 enum Slot {
     /// No report yet; the waker of the task waiting for it, if any.
@@ -35,11 +41,17 @@ enum Slot {
     Taken,
 }
 
-struct Ticket {
+pub(crate) struct Ticket {
     in_librdkafka: AtomicBool,
     slot: Mutex<Slot>,
     done: Condvar,
+    /// The record while librdkafka holds it (see the module docs). It holds this ticket's
+    /// `Reply`, a cycle that lasts only until it is taken out again.
+    parked: Mutex<Option<Pending>>,
 }
+
+/// librdkafka's opaque for a record in flight: its ticket, with the record parked in it.
+pub(crate) type InFlight = Arc<Ticket>;
 
 /// The producer's end of a ticket.
 pub(crate) struct Reply(Option<Arc<Ticket>>);
@@ -53,11 +65,28 @@ pub(crate) fn ticket() -> (Reply, Waiter) {
         in_librdkafka: AtomicBool::new(false),
         slot: Mutex::new(Slot::Waiting(None)),
         done: Condvar::new(),
+        parked: Mutex::new(None),
     });
     (Reply(Some(t.clone())), Waiter(t))
 }
 
+/// Parks `pending` in its own ticket for the hand-over to librdkafka.
+pub(crate) fn park(pending: Pending) -> InFlight {
+    let t = pending
+        .reply
+        .0
+        .clone()
+        .expect("an unsent reply has its ticket");
+    *t.parked.lock() = Some(pending);
+    t
+}
+
 impl Ticket {
+    /// Takes the parked record back (at its report, or when librdkafka refused it).
+    pub(crate) fn unpark(&self) -> Option<Pending> {
+        self.parked.lock().take()
+    }
+
     fn complete(&self, end: Slot) {
         let before = std::mem::replace(&mut *self.slot.lock(), end);
         if let Slot::Waiting(Some(waker)) = before {

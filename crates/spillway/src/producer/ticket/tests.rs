@@ -123,3 +123,30 @@ fn many_reports_across_threads_each_arrive_exactly_once() {
     }
     sender.join().unwrap();
 }
+
+#[test]
+fn a_parked_record_comes_out_once_and_then_reports_through_its_ticket() {
+    let (reply, waiter) = ticket();
+    let d = delivery(5);
+    let pending = Pending {
+        record: d.record.clone(),
+        partition: 0,
+        placed_by_us: true,
+        known_before: None,
+        attempts: 1,
+        session: 0,
+        sent_at: std::time::Instant::now(),
+        reply,
+    };
+    let in_flight = park(pending);
+    assert!(
+        waiter
+            .poll(&mut Context::from_waker(Waker::noop()))
+            .is_pending()
+    );
+    let pending = in_flight.unpark().expect("parked");
+    assert!(in_flight.unpark().is_none(), "taken out once");
+    drop(in_flight);
+    pending.finish(d.outcome);
+    assert_eq!(waiter.wait().as_ref().and_then(offset), Some(5));
+}
