@@ -185,15 +185,31 @@ impl HealthTracker {
         self.partitions.get_mut(key).expect("inserted above")
     }
 
+    /// Applies `f` to the state of `tp` with a single lookup when the partition is known (the
+    /// per-record case). [`Self::state`] looks up twice: handing out the borrow of a first
+    /// `get_mut` is what the borrow checker refuses; applying `f` in place is not.
+    fn update<R>(
+        &mut self,
+        tp: &(impl PartitionKey + ?Sized),
+        now: Instant,
+        f: impl FnOnce(&mut PartitionState) -> R,
+    ) -> R {
+        if let Some(s) = self.partitions.get_mut(&tp.parts() as &dyn PartitionKey) {
+            return f(s);
+        }
+        f(self.state(tp, now))
+    }
+
     /// A record was handed to librdkafka for `tp`. Returns the highest offset acknowledged for
     /// `tp` so far: a tail check for this record need not look before it.
     pub fn on_send(&mut self, tp: &(impl PartitionKey + ?Sized), now: Instant) -> Option<i64> {
-        let s = self.state(tp, now);
-        if s.outstanding == 0 {
-            s.last_progress = now;
-        }
-        s.outstanding += 1;
-        s.last_offset
+        self.update(tp, now, |s| {
+            if s.outstanding == 0 {
+                s.last_progress = now;
+            }
+            s.outstanding += 1;
+            s.last_offset
+        })
     }
 
     /// Kafka acknowledged a record of `tp` sent in producer session `session`. The first
@@ -211,11 +227,12 @@ impl HealthTracker {
         if session >= self.session {
             self.grace_until = None;
         }
-        let s = self.state(tp, now);
-        s.outstanding = s.outstanding.saturating_sub(1);
-        s.last_progress = now;
-        s.last_ack = Some(now);
-        s.last_offset = s.last_offset.max(offset);
+        self.update(tp, now, |s| {
+            s.outstanding = s.outstanding.saturating_sub(1);
+            s.last_progress = now;
+            s.last_ack = Some(now);
+            s.last_offset = s.last_offset.max(offset);
+        });
     }
 
     /// Whether a partition led by `leader` had a record acknowledged in the last `within`.

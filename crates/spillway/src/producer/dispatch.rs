@@ -181,7 +181,11 @@ impl Shared {
         mut pending: Pending,
         now: Instant,
     ) -> Result<(), Box<(SendError, Pending)>> {
-        let Some(session) = self.session.read().clone() else {
+        // The read guard is held through the hand-over rather than cloning the session's Arc
+        // (two atomic operations on a counter every sender shares); a cut waits for it, and
+        // nothing below takes the session lock again.
+        let current = self.session.read();
+        let Some(session) = current.as_ref() else {
             return Err(Box::new((SendError::Closed, pending)));
         };
         pending.session = session.id;
