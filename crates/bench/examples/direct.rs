@@ -12,6 +12,10 @@ use spillway_bench::vanilla::{
 use spillway_test_support::MockKafka;
 use std::time::Duration;
 
+/// The same allocator as the `spillway` binary, for both systems.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() {
     let mut args = std::env::args().skip(1);
     let system = args.next().unwrap_or_else(|| "spillway".into());

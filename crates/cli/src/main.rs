@@ -10,6 +10,13 @@ mod spool_cmd;
 
 use std::process::ExitCode;
 
+/// mimalloc, not the system allocator: librdkafka and the producer allocate per record on the
+/// caller's thread and free on the delivery thread, which glibc's arenas serialize on a lock
+/// (about a third of the CPU per record in a profile of the direct path; see
+/// docs/benchmarks.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use clap::{Parser, Subcommand};
 
 #[derive(Debug, Parser)]
