@@ -6,7 +6,11 @@
 //! 1. **Progress.** For each partition we count records handed to librdkafka and not yet
 //!    reported. A partition with outstanding records and no acknowledgement for `stall_after`
 //!    (default 1 s) is *stalled*: its leader does not answer. This catches a blackholed leader,
-//!    which librdkafka itself reports as `UP` for as long as the TCP connection lives.
+//!    which librdkafka itself reports as `UP` for as long as the TCP connection lives. A leader
+//!    that is merely slow still sends us bytes (responses to earlier requests); while the
+//!    statistics say it did within `stall_after`, a quiet partition is given up to
+//!    `stall_while_answering` (default 10 s) before it counts as stalled, so a busy broker does
+//!    not cost a session cut and the tail checks that follow.
 //! 2. **Broker statistics** (`statistics.interval.ms`): a broker with requests to send or waiting
 //!    that is not `UP` for longer than `stall_after`, or that is `UP` with requests waiting for
 //!    a response while nothing was received for `stall_after` (`waitresp_cnt > 0`, `rxidle`),
@@ -34,6 +38,9 @@ pub use key::{PartitionKey, TopicPartition};
 pub struct HealthConfig {
     /// Outstanding records without progress for this long mean the leader does not answer.
     pub stall_after: Duration,
+    /// ... unless the leader sent us bytes within `stall_after` (it is slow, not gone): then
+    /// only this long without progress is a stall.
+    pub stall_while_answering: Duration,
     /// An unhealthy partition stays unhealthy at least this long.
     pub min_unhealthy: Duration,
     /// Consecutive successful probes needed to turn healthy again.
@@ -47,6 +54,7 @@ impl Default for HealthConfig {
     fn default() -> Self {
         Self {
             stall_after: Duration::from_secs(1),
+            stall_while_answering: Duration::from_secs(10),
             min_unhealthy: Duration::from_secs(1),
             recover_after: 2,
             session_grace: Duration::from_secs(3),
@@ -131,6 +139,8 @@ struct PartitionState {
 #[derive(Debug, Clone, Default)]
 struct BrokerState {
     last_up: Option<Instant>,
+    /// When the broker last sent us anything, as far as the statistics tell.
+    last_rx: Option<Instant>,
     bad: Option<Reason>,
 }
 
@@ -291,6 +301,10 @@ impl HealthTracker {
             // librdkafka connects only to brokers it needs: a broker that is down while nothing
             // waits for it says nothing about its partitions (probes decide those).
             let wanted = b.waitresp_cnt > 0 || b.outbuf_cnt > 0;
+            if b.state == "UP" && b.rxidle_us >= 0 {
+                let rx = now.checked_sub(Duration::from_micros(b.rxidle_us as u64));
+                state.last_rx = state.last_rx.max(rx);
+            }
             state.bad = if b.state == "UP" {
                 state.last_up = Some(now);
                 silent.then_some(Reason::BrokerSilent { broker: b.id })
@@ -331,6 +345,13 @@ impl HealthTracker {
             return Vec::new();
         }
         let stall = self.config.stall_after;
+        let answering = |tp: &TopicPartition| {
+            self.leaders
+                .get(tp)
+                .and_then(|l| self.brokers.get(l))
+                .and_then(|b| b.last_rx)
+                .is_some_and(|rx| now.saturating_duration_since(rx) < stall)
+        };
         let stalled: Vec<(TopicPartition, Duration)> = self
             .partitions
             .iter()
@@ -338,7 +359,12 @@ impl HealthTracker {
             .filter_map(|(tp, s)| {
                 let since = grace.map_or(s.last_progress, |g| s.last_progress.max(g));
                 let quiet = now.saturating_duration_since(since);
-                (quiet >= stall).then(|| (tp.clone(), quiet))
+                let limit = if answering(tp) {
+                    self.config.stall_while_answering.max(stall)
+                } else {
+                    stall
+                };
+                (quiet >= limit).then(|| (tp.clone(), quiet))
             })
             .collect();
         let mut newly = Vec::new();

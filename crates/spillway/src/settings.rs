@@ -101,6 +101,8 @@ pub struct HealthSettings {
     #[serde(with = "humantime_serde")]
     pub stall_after: Duration,
     #[serde(with = "humantime_serde")]
+    pub stall_while_answering: Duration,
+    #[serde(with = "humantime_serde")]
     pub min_unhealthy: Duration,
     pub recover_after: u32,
     #[serde(with = "humantime_serde")]
@@ -116,6 +118,7 @@ impl Default for HealthSettings {
         let d = HealthConfig::default();
         Self {
             stall_after: d.stall_after,
+            stall_while_answering: d.stall_while_answering,
             min_unhealthy: d.min_unhealthy,
             recover_after: d.recover_after,
             session_grace: d.session_grace,
@@ -129,6 +132,7 @@ impl HealthSettings {
     pub fn config(&self) -> HealthConfig {
         HealthConfig {
             stall_after: self.stall_after,
+            stall_while_answering: self.stall_while_answering,
             min_unhealthy: self.min_unhealthy,
             recover_after: self.recover_after,
             session_grace: self.session_grace,

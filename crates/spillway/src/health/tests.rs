@@ -258,3 +258,41 @@ fn a_partition_named_by_borrowed_parts_is_the_same_partition() {
     assert!(!h.is_healthy(&("t", 0)));
     assert!(h.is_healthy(&("t", 1)));
 }
+
+fn up_stat(rxidle: Duration) -> BrokerStat {
+    BrokerStat {
+        id: 1,
+        state: "UP".into(),
+        waitresp_cnt: 1,
+        outbuf_cnt: 0,
+        rxidle_us: rxidle.as_micros() as i64,
+    }
+}
+
+#[test]
+fn a_slow_leader_that_still_sends_bytes_gets_the_longer_limit_before_a_stall() {
+    let (mut h, t0, tp) = tracker();
+    h.on_leaders("t", &[(0, 1)]);
+    h.on_send(&tp, t0);
+    for i in 1..20 {
+        // Responses to other requests keep arriving: received 100 ms before each statistics.
+        h.on_broker_stats(&[up_stat(ms(100))], t0 + ms(i * 500));
+        let now = t0 + ms(i * 500 + 50);
+        if now < t0 + ms(10_000) {
+            assert!(h.tick(now).is_empty(), "still answering at {i}");
+        }
+    }
+    assert_eq!(h.tick(t0 + ms(10_000)), vec![tp]);
+}
+
+#[test]
+fn a_leader_that_went_silent_stalls_after_the_short_limit() {
+    let (mut h, t0, tp) = tracker();
+    h.on_leaders("t", &[(0, 1)]);
+    h.on_send(&tp, t0);
+    // Last heard from at t0 + 200 ms; every later statistics says the same.
+    h.on_broker_stats(&[up_stat(ms(300))], t0 + ms(500));
+    h.on_broker_stats(&[up_stat(ms(800))], t0 + ms(1000));
+    assert!(h.tick(t0 + ms(1100)).is_empty(), "heard 900 ms ago");
+    assert_eq!(h.tick(t0 + ms(1250)), vec![tp]);
+}

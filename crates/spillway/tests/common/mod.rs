@@ -21,6 +21,7 @@ pub fn options(bootstrap: &str) -> ProducerOptions {
         min_unhealthy: Duration::from_millis(500),
         recover_after: 2,
         session_grace: Duration::from_secs(3),
+        ..HealthConfig::default()
     };
     opts.probe_interval = Duration::from_millis(250);
     opts.probe_timeout = Duration::from_millis(500);
