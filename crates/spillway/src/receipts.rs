@@ -41,6 +41,9 @@ impl Receipts {
             while inner.order.len() > self.capacity {
                 if let Some(old) = inner.order.pop_front() {
                     inner.status.remove(&old);
+                    // Its waiters hear "unknown" (their channel closes) rather than staying
+                    // here for good.
+                    inner.waiters.remove(&old);
                 }
             }
         }
@@ -113,6 +116,20 @@ mod tests {
         r.set(&id(1), done.clone());
         assert_eq!(w.await.unwrap(), done);
         assert_eq!(r.get(&id(1)), done);
+    }
+
+    #[tokio::test]
+    async fn a_waiter_for_a_forgotten_receipt_is_let_go() {
+        let r = Receipts::new(1);
+        let pending = ReceiptStatus::Pending {
+            topic: "t".into(),
+            partition: None,
+        };
+        r.set(&id(1), pending.clone());
+        let w = r.wait(&id(1));
+        r.set(&id(2), pending);
+        assert!(w.await.is_err(), "the waiter is dropped with the receipt");
+        assert!(r.inner.lock().waiters.is_empty());
     }
 
     #[test]
