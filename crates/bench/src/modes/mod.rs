@@ -37,7 +37,8 @@ use spillway::{Mode, Record, Route, Spillway, SpillwayConfig};
 use spillway_test_support::MockKafka;
 use spillway_test_support::mock::Unreachable;
 
-use self::outage::{drain_run, outage_rss};
+use self::outage::drain_run;
+pub use self::outage::outage_rss;
 pub use self::outage::{rate_from_backlog, thin};
 pub use self::render::render;
 use self::render::summarise;

@@ -111,7 +111,7 @@ pub fn rate_from_backlog(samples: &[(f64, f64)], window: f64) -> Vec<(f64, f64)>
     out
 }
 
-pub(super) async fn outage_rss(
+pub async fn outage_rss(
     opts: &ModesBenchOptions,
     base: &std::path::Path,
 ) -> Result<OutageRss, ModesBenchError> {
