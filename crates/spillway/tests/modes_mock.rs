@@ -355,13 +355,18 @@ async fn direct_backpressure_refuses_with_retry_after_and_drop_counts_dropped_re
     spillway.shutdown(Duration::from_secs(5)).await;
 }
 
+/// `spool_on_failure` that drains only when asked (`replay()`).
+fn start_without_auto_replay(kafka: &MockKafka, dir: &std::path::Path) -> Spillway {
+    let mut c = config(kafka, dir, Mode::SpoolOnFailure);
+    c.default_route.auto_replay = false;
+    Spillway::start(c).unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn spool_on_failure_without_auto_replay_waits_for_a_replay_and_keeps_order() {
     let kafka = cluster();
     let dir = tempfile::tempdir().unwrap();
-    let mut c = config(&kafka, dir.path(), Mode::SpoolOnFailure);
-    c.default_route.auto_replay = false;
-    let spillway = Spillway::start(c).unwrap();
+    let spillway = start_without_auto_replay(&kafka, dir.path());
     let clock = common::Clock::default();
     let (acked, answers) = load(&spillway, &clock, 200, 4, Duration::from_millis(10), |i| {
         if i == 30 {
@@ -390,9 +395,7 @@ async fn a_replay_asked_while_the_leader_is_still_unreachable_drains_once_it_hea
     // partition is unhealthy, its tail not settled) must not use the replay up.
     let kafka = cluster();
     let dir = tempfile::tempdir().unwrap();
-    let mut c = config(&kafka, dir.path(), Mode::SpoolOnFailure);
-    c.default_route.auto_replay = false;
-    let spillway = Spillway::start(c).unwrap();
+    let spillway = start_without_auto_replay(&kafka, dir.path());
     let clock = common::Clock::default();
     let (acked, answers) = load(&spillway, &clock, 120, 4, Duration::from_millis(10), |i| {
         if i == 20 {
