@@ -5,15 +5,16 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{BaseRecord, Producer as _};
+use rdkafka::types::RDKafkaErrorCode;
+
 use super::session::Pending;
 use super::ticket::{InFlight, park, ticket};
 use super::{DeliveryError, DeliveryFuture, SendError, Shared, TopicMeta};
 use crate::health::TopicPartition;
 use crate::partitioner::partition_for_key;
 use crate::record::{ID_HEADER, OutRecord};
-use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{BaseRecord, Producer as _};
-use rdkafka::types::RDKafkaErrorCode;
 
 impl Shared {
     pub(super) fn wake(&self) {
