@@ -224,9 +224,12 @@ impl Core {
             let delivery = match sent {
                 Ok(mut fut) => {
                     // Bounded wait, as in the lanes: then the session is cut and the record
-                    // comes back (re-placed, or for the spool). Only while librdkafka holds
-                    // it: a record waiting for its tail check gains nothing from a cut, and
-                    // cuts every few seconds would purge every healthy partition's records.
+                    // comes back (re-placed, or for the spool). A record waiting for its tail
+                    // check gains nothing from a cut (and cuts every few seconds would purge
+                    // every healthy partition's records): it is taken back instead, and
+                    // spooled with its mark; the forwarder checks the tail before resending.
+                    // The check waits for its partition to recover, which can take as long as
+                    // the outage: the client must not.
                     let patience = core.config.health.stall_after * 2;
                     loop {
                         match tokio::time::timeout(patience, &mut fut).await {
@@ -234,7 +237,9 @@ impl Core {
                             Err(_) if fut.in_librdkafka() => core
                                 .producer
                                 .cut_unless_recent("a keyless record waited too long on Kafka"),
-                            Err(_) => {}
+                            Err(_) => {
+                                core.producer.hand_back_unresolved(&fut);
+                            }
                         }
                     }
                 }

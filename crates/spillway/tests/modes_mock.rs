@@ -197,6 +197,59 @@ async fn failover_rides_out_a_whole_cluster_outage_then_drains_in_order() {
     spillway.shutdown(Duration::from_secs(5)).await;
 }
 
+/// Keyless records already sent when every broker goes silent may be in Kafka, and no tail can
+/// be read until the cluster is back. They are spooled with that mark at once (the forwarder
+/// checks the tail before resending), not held for the check: the client of a keyless record
+/// got no answer for a minute (the producer's `resolve_timeout`) in a blackhole before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keyless_records_caught_in_a_blackhole_are_spooled_at_once_and_delivered_once() {
+    spillway_test_support::init_test_logging();
+    let kafka = cluster();
+    let dir = tempfile::tempdir().unwrap();
+    let spillway = Spillway::start(config(&kafka, dir.path(), Mode::Failover)).unwrap();
+    let clock = common::Clock::default();
+    let (warm, _) = load(&spillway, &clock, 20, 3, Duration::ZERO, |_| {}).await;
+    for b in 1..=3 {
+        kafka.make_unreachable(b, Unreachable::Blackhole).unwrap();
+    }
+    let sends = (0..30).map(|i| {
+        let (spillway, clock) = (&spillway, &clock);
+        async move {
+            let r = Record::new(TOPIC).value(format!("caught-{i}"));
+            let sent = clock.tick();
+            let answer = spillway.send(r.clone()).await;
+            (r, sent, answer, clock.tick())
+        }
+    });
+    // A liveness bound well below the producer's one-minute `resolve_timeout`, with the
+    // cluster silent the whole time: not a speed check.
+    let answers = tokio::time::timeout(Duration::from_secs(30), futures::future::join_all(sends))
+        .await
+        .expect("every keyless record is answered while the cluster is still silent");
+    let possibly = spillway.status().producer.possibly_persisted;
+    for b in 1..=3 {
+        kafka.make_reachable(b).unwrap();
+    }
+    let mut acked = warm;
+    for (r, sent, answer, at) in answers {
+        let a = answer.expect("spooled, not refused");
+        assert!(matches!(a, Accepted::Spooled { .. }), "{a:?}");
+        acked.push(oracle::Acked {
+            id: a.id().to_string(),
+            order_key: None,
+            digest: oracle::digest(None, r.value.as_deref()),
+            sent,
+            acked: at,
+        });
+    }
+    assert!(
+        possibly > 0,
+        "some records were in flight when the cluster went silent"
+    );
+    common::assert_clean(&judge(&kafka, &spillway, &acked).await);
+    spillway.shutdown(Duration::from_secs(5)).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn while_degraded_bulk_is_shed_and_critical_is_spooled() {
     let kafka = cluster();

@@ -400,6 +400,27 @@ impl Producer {
         }
     }
 
+    /// Hands a possibly persisted keyless record that waits for its tail check back to its
+    /// caller now, as `PossiblyPersisted` (with its partition and the last offset known
+    /// delivered before it), rather than when the check can run or `resolve_timeout` ends. For
+    /// a caller that can keep the record durably and check the tail itself before resending
+    /// it (a spool). Returns whether the record was waiting for its check.
+    pub fn hand_back_unresolved(&self, fut: &DeliveryFuture) -> bool {
+        let pending = {
+            let mut unresolved = self.shared.unresolved.lock();
+            let at = unresolved.iter().position(|p| p.reply.is_for(&fut.waiter));
+            at.map(|i| unresolved.remove(i))
+        };
+        match pending {
+            Some(p) => {
+                self.shared
+                    .give_up_resolving(p, "handed back before its tail check");
+                true
+            }
+            None => false,
+        }
+    }
+
     /// Ends the current session now: every record in librdkafka gets a definite outcome, and a
     /// fresh producer takes over.
     pub fn cut(&self, reason: &str) {

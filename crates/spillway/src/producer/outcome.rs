@@ -101,7 +101,7 @@ pub struct Delivery {
 /// ([`DeliveryFuture::wait`]).
 #[derive(Debug)]
 pub struct DeliveryFuture {
-    waiter: Waiter,
+    pub(super) waiter: Waiter,
     fallback: Option<Arc<OutRecord>>,
 }
 

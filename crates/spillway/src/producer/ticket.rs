@@ -106,6 +106,11 @@ impl Reply {
         }
     }
 
+    /// Whether `waiter` is the other end of this ticket.
+    pub(crate) fn is_for(&self, waiter: &Waiter) -> bool {
+        self.0.as_ref().is_some_and(|t| Arc::ptr_eq(t, &waiter.0))
+    }
+
     /// Hands the report to whoever waits (or will wait) for it.
     pub(crate) fn send(mut self, delivery: Delivery) {
         if let Some(t) = self.0.take() {
