@@ -57,31 +57,37 @@ async fn steady_load_through(mode: Mode, fault: Fault) {
     let (mut broken, mut healed) = (false, false);
     let mut acked = Vec::new();
     let (mut delivered, mut spooled, mut refused, mut i) = (0, 0, 0, 0usize);
+    // The fault and the heal happen on time even while a send is waiting (a send that took a
+    // minute once kept the blackhole in place for the rest of the test).
+    let at = |d: Duration| tokio::time::Instant::from_std(started + d);
     while started.elapsed() < total {
-        let t = started.elapsed();
-        if !broken && t >= start_fault {
-            broken = true;
-            match fault {
-                Fault::Kill9 { .. } => broker.kill9(),
-                Fault::Blackhole { .. } => broker.proxy().unwrap().set_mode(FaultMode::Blackhole),
-                Fault::Pause { .. } => broker.pause().unwrap(),
-            }
-        }
-        if !healed && t >= end_fault {
-            healed = true;
-            match fault {
-                Fault::Kill9 { .. } => broker.restart().unwrap(),
-                Fault::Blackhole { .. } => broker.proxy().unwrap().set_mode(FaultMode::Pass),
-                Fault::Pause { .. } => broker.resume().unwrap(),
-            }
-        }
         let mut r = Record::new(TOPIC).value(format!("v{i}"));
         if i % 5 != 4 {
             r = r.key(format!("k{}", i % 11));
         }
         let sent = clock.tick();
         let t0 = Instant::now();
-        let answer = spillway.send(r.clone()).await;
+        let send = spillway.send(r.clone());
+        tokio::pin!(send);
+        let answer = loop {
+            let next = match (broken, healed) {
+                (false, _) => Some(start_fault),
+                (true, false) => Some(end_fault),
+                _ => None,
+            };
+            tokio::select! {
+                answer = &mut send => break answer,
+                () = tokio::time::sleep_until(at(next.unwrap_or(total))), if next.is_some() => {
+                    if !broken {
+                        broken = true;
+                        break_it(&mut broker, fault);
+                    } else {
+                        healed = true;
+                        heal(&mut broker, fault);
+                    }
+                }
+            }
+        };
         if t0.elapsed() > Duration::from_millis(500) {
             eprintln!(
                 "slow send {i} at {:?}: {:?} took {:?}",
@@ -206,6 +212,22 @@ async fn spool_first_through_a_network_blackhole_loses_nothing_and_keeps_order()
         },
     )
     .await;
+}
+
+fn break_it(broker: &mut TansuBroker, fault: Fault) {
+    match fault {
+        Fault::Kill9 { .. } => broker.kill9(),
+        Fault::Blackhole { .. } => broker.proxy().unwrap().set_mode(FaultMode::Blackhole),
+        Fault::Pause { .. } => broker.pause().unwrap(),
+    }
+}
+
+fn heal(broker: &mut TansuBroker, fault: Fault) {
+    match fault {
+        Fault::Kill9 { .. } => broker.restart().unwrap(),
+        Fault::Blackhole { .. } => broker.proxy().unwrap().set_mode(FaultMode::Pass),
+        Fault::Pause { .. } => broker.resume().unwrap(),
+    }
 }
 
 /// When a drain fails: does the broker answer when asked directly (not through the proxy), what
