@@ -2,7 +2,7 @@
 //! `valgrind --tool=callgrind`); `spillway bench direct` runs the real comparison.
 //!
 //! ```sh
-//! cargo run --release -p spillway-bench --example direct -- [spillway|vanilla|vanilla-threaded] [RECORDS] [SIZE]
+//! cargo run --release -p spillway-bench --example direct -- [spillway|vanilla|vanilla-threaded|vanilla-id] [RECORDS] [SIZE]
 //! ```
 
 use spillway::IdGenerator;
@@ -36,10 +36,10 @@ fn main() {
             run
         }
         other => {
-            let kind = if other == "vanilla" {
-                Vanilla::Base
-            } else {
-                Vanilla::Threaded
+            let kind = match other {
+                "vanilla" => Vanilla::Base,
+                "vanilla-id" => Vanilla::BaseWithIdHeader,
+                _ => Vanilla::Threaded,
             };
             let config = vanilla_config(&opts).expect("config");
             let placement = Placement::like_spillway(3);

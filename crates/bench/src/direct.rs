@@ -11,6 +11,11 @@
 //! Spillway ÷ vanilla `BaseProducer` (the baseline); the report gives the median of the
 //! per-round ratios and the values themselves.
 //!
+//! A third vanilla run, `vanilla-id`, is the `BaseProducer` again with a `spillway.id` header on
+//! every record, as Spillway's carry (DESIGN G4). The baseline has no header; the ratio
+//! Spillway ÷ `vanilla-id` separates what the wrapper costs from what that header costs
+//! librdkafka and the broker.
+//!
 //! Tansu is the limit on its own numbers (about 50 k records/s with SQLite, one core spent in
 //! SQL): its rows are reported, but the target is judged on the mock cluster.
 
@@ -61,6 +66,8 @@ pub struct DirectBenchOptions {
     pub rounds: usize,
     /// Also run the vanilla `ThreadedProducer`.
     pub threaded: bool,
+    /// Also run the vanilla `BaseProducer` with an id header per record.
+    pub id_header: bool,
     /// Reports Spillway's loop keeps outstanding at most.
     pub window: usize,
     pub progress: Progress,
@@ -75,6 +82,7 @@ impl Default for DirectBenchOptions {
             tansu_records: 100_000,
             rounds: 3,
             threaded: true,
+            id_header: true,
             window: 100_000,
             progress: Progress::default(),
         }
@@ -107,7 +115,7 @@ impl DirectBenchOptions {
 pub struct DirectRun {
     pub broker: Broker,
     pub record_bytes: usize,
-    /// `vanilla`, `vanilla-threaded` or `spillway`.
+    /// `vanilla`, `vanilla-threaded`, `vanilla-id` or `spillway`.
     pub system: String,
     pub round: usize,
     pub records_per_s: f64,
@@ -124,6 +132,8 @@ pub struct DirectCase {
     pub records: u64,
     pub vanilla_per_s: f64,
     pub threaded_per_s: Option<f64>,
+    /// The vanilla `BaseProducer` with an id header per record.
+    pub id_header_per_s: Option<f64>,
     pub spillway_per_s: f64,
     pub vanilla_mb_per_s: f64,
     pub spillway_mb_per_s: f64,
@@ -136,6 +146,8 @@ pub struct DirectCase {
     pub ratios: Vec<f64>,
     /// Median of the per-round ratios Spillway ÷ vanilla `ThreadedProducer`.
     pub ratio_threaded: Option<f64>,
+    /// Median of the per-round ratios Spillway ÷ vanilla `BaseProducer` with the id header.
+    pub ratio_id_header: Option<f64>,
 }
 
 /// Everything measured.
@@ -227,6 +239,9 @@ pub fn run_direct_bench(opts: DirectBenchOptions) -> Result<DirectBenchReport, D
                 if opts.threaded {
                     systems.insert(1, "vanilla-threaded");
                 }
+                if opts.id_header {
+                    systems.insert(1, "vanilla-id");
+                }
                 let turn = round % systems.len();
                 systems.rotate_left(turn);
                 for system in systems {
@@ -292,10 +307,10 @@ fn run_one(
         }
         _ => {
             let config = vanilla_config(&opts).map_err(err)?;
-            let kind = if system == "vanilla" {
-                Vanilla::Base
-            } else {
-                Vanilla::Threaded
+            let kind = match system {
+                "vanilla" => Vanilla::Base,
+                "vanilla-id" => Vanilla::BaseWithIdHeader,
+                _ => Vanilla::Threaded,
             };
             produce_vanilla(
                 &config,
@@ -321,6 +336,7 @@ fn summarise(runs: &[DirectRun], opts: &DirectBenchOptions) -> Vec<DirectCase> {
                     .collect()
             };
             let (v, t, s) = (of("vanilla"), of("vanilla-threaded"), of("spillway"));
+            let h = of("vanilla-id");
             if v.is_empty() || s.is_empty() {
                 continue;
             }
@@ -337,12 +353,14 @@ fn summarise(runs: &[DirectRun], opts: &DirectBenchOptions) -> Vec<DirectCase> {
             };
             let ratios = per_round(&v);
             let ratios_t = per_round(&t);
+            let ratios_h = per_round(&h);
             cases.push(DirectCase {
                 broker,
                 record_bytes: size,
                 records: opts.records(broker, size),
                 vanilla_per_s: med(&v, |r| r.records_per_s),
                 threaded_per_s: (!t.is_empty()).then(|| med(&t, |r| r.records_per_s)),
+                id_header_per_s: (!h.is_empty()).then(|| med(&h, |r| r.records_per_s)),
                 spillway_per_s: med(&s, |r| r.records_per_s),
                 vanilla_mb_per_s: med(&v, |r| r.mb_per_s),
                 spillway_mb_per_s: med(&s, |r| r.mb_per_s),
@@ -352,6 +370,7 @@ fn summarise(runs: &[DirectRun], opts: &DirectBenchOptions) -> Vec<DirectCase> {
                 ratio: median(&ratios),
                 ratios,
                 ratio_threaded: median(&ratios_t),
+                ratio_id_header: median(&ratios_h),
             });
         }
     }
@@ -365,12 +384,14 @@ pub fn render(cases: &[DirectCase], skipped: &[String]) -> String {
         "record",
         "vanilla Base records/s",
         "vanilla Threaded records/s",
+        "vanilla Base + id header records/s",
         "spillway records/s",
         "vanilla MB/s",
         "spillway MB/s",
         "CPU µs/record (Base / Threaded / spillway)",
         "spillway ÷ Base (per round)",
         "spillway ÷ Threaded",
+        "spillway ÷ Base + id header",
     ]);
     for c in cases {
         let opt = |v: Option<f64>, p: usize| v.map_or_else(|| "—".into(), |v| format!("{v:.p$}"));
@@ -379,6 +400,7 @@ pub fn render(cases: &[DirectCase], skipped: &[String]) -> String {
             format!("{} B", c.record_bytes),
             format!("{:.0}", c.vanilla_per_s),
             opt(c.threaded_per_s, 0),
+            opt(c.id_header_per_s, 0),
             format!("{:.0}", c.spillway_per_s),
             format!("{:.1}", c.vanilla_mb_per_s),
             format!("{:.1}", c.spillway_mb_per_s),
@@ -390,6 +412,7 @@ pub fn render(cases: &[DirectCase], skipped: &[String]) -> String {
             ),
             format!("{} {}", fmt_ratio(c.ratio), fmt_runs(&c.ratios)),
             fmt_ratio(c.ratio_threaded),
+            fmt_ratio(c.ratio_id_header),
         ]);
     }
     let mut out = t.render();
@@ -422,6 +445,7 @@ mod tests {
             brokers: vec![Broker::Mock],
             record_sizes: vec![100],
             threaded: false,
+            id_header: false,
             ..DirectBenchOptions::default()
         };
         let runs = vec![
@@ -440,7 +464,7 @@ mod tests {
         assert_eq!(c.vanilla_per_s, 100.0);
         assert_eq!(c.threaded_per_s, None);
         let md = render(&cases, &["tansu: not run (missing)".into()]);
-        assert!(md.contains("| mock | 100 B | 100 | — | 100 |"), "{md}");
+        assert!(md.contains("| mock | 100 B | 100 | — | — | 100 |"), "{md}");
         assert!(md.contains("0.90× (0.90, 0.50, 1.00)"), "{md}");
         assert!(md.contains("tansu: not run"));
         let targets = DirectBenchReport {

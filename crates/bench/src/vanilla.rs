@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 use rdkafka::ClientConfig;
 use rdkafka::client::ClientContext;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{
     BaseProducer, BaseRecord, DeliveryResult, Producer as _, ProducerContext, ThreadedProducer,
 };
@@ -122,6 +123,10 @@ pub enum Vanilla {
     Base,
     /// `ThreadedProducer` (its own polling thread, like Spillway's sessions).
     Threaded,
+    /// `BaseProducer` whose records each carry a `spillway.id` header, formatted per record
+    /// as Spillway formats its own: what the header the design requires (G4) costs librdkafka
+    /// and the broker, apart from the wrapper.
+    BaseWithIdHeader,
 }
 
 /// How the vanilla producer's records are placed.
@@ -169,8 +174,10 @@ pub fn produce_vanilla(
     let counts = ctx.0.clone();
     let cpu0 = cpu_time();
     let start;
+    let ids = IdGenerator::ephemeral();
+    let with_id = kind == Vanilla::BaseWithIdHeader;
     match kind {
-        Vanilla::Base => {
+        Vanilla::Base | Vanilla::BaseWithIdHeader => {
             let p: BaseProducer<CountingContext> = config.create_with_context(ctx)?;
             warm_up(|| {
                 p.client()
@@ -178,7 +185,9 @@ pub fn produce_vanilla(
             })?;
             start = Instant::now();
             for i in 0..records {
-                let mut rec = record(topic, &value, placement.partition(i));
+                let id = with_id.then(|| ids.next_id().to_text());
+                let id = id.as_ref().map(spillway::record::IdText::as_bytes);
+                let mut rec = record(topic, &value, placement.partition(i), id);
                 loop {
                     match p.send(rec) {
                         Ok(()) => break,
@@ -209,7 +218,7 @@ pub fn produce_vanilla(
             })?;
             start = Instant::now();
             for i in 0..records {
-                let mut rec = record(topic, &value, placement.partition(i));
+                let mut rec = record(topic, &value, placement.partition(i), None);
                 loop {
                     match p.send(rec) {
                         Ok(()) => break,
@@ -235,8 +244,19 @@ pub fn produce_vanilla(
     })
 }
 
-fn record<'a>(topic: &'a str, value: &'a [u8], partition: Option<i32>) -> BaseRecord<'a, (), [u8]> {
-    let r = BaseRecord::to(topic).payload(value);
+fn record<'a>(
+    topic: &'a str,
+    value: &'a [u8],
+    partition: Option<i32>,
+    id: Option<&'a [u8]>,
+) -> BaseRecord<'a, (), [u8]> {
+    let mut r = BaseRecord::to(topic).payload(value);
+    if let Some(id) = id {
+        r = r.headers(OwnedHeaders::new_with_capacity(1).insert(Header {
+            key: spillway::record::ID_HEADER,
+            value: Some(id),
+        }));
+    }
     match partition {
         Some(p) => r.partition(p),
         None => r,

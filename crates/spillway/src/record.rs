@@ -72,20 +72,22 @@ const ID_TEXT_MAX: usize = 16 + 1 + 10 + 1 + 20;
 /// An id's header text, formatted on the stack: the producer writes one for every record, and
 /// going through `to_string` (the formatting machinery and an allocation) cost more than the
 /// rest of building the header.
-pub(crate) struct IdText {
+/// The id's header text, formatted on the stack.
+#[derive(Debug, Clone, Copy)]
+pub struct IdText {
     buf: [u8; ID_TEXT_MAX],
     len: usize,
 }
 
 impl IdText {
-    pub(crate) fn as_bytes(&self) -> &[u8] {
+    pub fn as_bytes(&self) -> &[u8] {
         &self.buf[..self.len]
     }
 }
 
 impl SpillwayId {
     /// The header text exactly as [`fmt::Display`] writes it.
-    pub(crate) fn to_text(&self) -> IdText {
+    pub fn to_text(&self) -> IdText {
         const HEX: &[u8; 16] = b"0123456789abcdef";
         let mut buf = [0u8; ID_TEXT_MAX];
         for (i, b) in buf[..16].iter_mut().enumerate() {
