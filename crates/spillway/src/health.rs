@@ -31,7 +31,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::time::{Duration, Instant};
 
-pub use key::{PartitionKey, TopicPartition};
+pub use key::{FastMap, PartitionKey, TopicPartition};
 
 /// Tuning of the tracker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -148,8 +148,8 @@ struct BrokerState {
 #[derive(Debug)]
 pub struct HealthTracker {
     config: HealthConfig,
-    partitions: HashMap<TopicPartition, PartitionState>,
-    leaders: HashMap<TopicPartition, i32>,
+    partitions: FastMap<TopicPartition, PartitionState>,
+    leaders: FastMap<TopicPartition, i32>,
     brokers: HashMap<i32, BrokerState>,
     events: Vec<HealthEvent>,
     /// No stall is declared before this instant (a fresh producer session is still connecting).
@@ -162,8 +162,8 @@ impl HealthTracker {
     pub fn new(config: HealthConfig) -> Self {
         Self {
             config,
-            partitions: HashMap::new(),
-            leaders: HashMap::new(),
+            partitions: FastMap::default(),
+            leaders: FastMap::default(),
             brokers: HashMap::new(),
             events: Vec::new(),
             grace_until: None,

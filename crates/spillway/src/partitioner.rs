@@ -8,10 +8,10 @@
 //!   a run of records (good batching), and moves when the run ends or the partition turns
 //!   unhealthy.
 
-use std::collections::HashMap;
-
 use parking_lot::Mutex;
 use rand::Rng;
+
+use crate::health::FastMap;
 
 /// Kafka's murmur2 (`org.apache.kafka.common.utils.Utils.murmur2`): seed `0x9747b28c`.
 pub fn murmur2(data: &[u8]) -> i32 {
@@ -55,7 +55,7 @@ pub fn partition_for_key(key: &[u8], partitions: i32) -> i32 {
 #[derive(Debug)]
 pub struct StickyChooser {
     run_length: u32,
-    current: Mutex<HashMap<String, (i32, u32)>>,
+    current: Mutex<FastMap<String, (i32, u32)>>,
 }
 
 impl StickyChooser {
@@ -63,7 +63,7 @@ impl StickyChooser {
     pub fn new(run_length: u32) -> Self {
         Self {
             run_length: run_length.max(1),
-            current: Mutex::new(HashMap::new()),
+            current: Mutex::new(FastMap::default()),
         }
     }
 

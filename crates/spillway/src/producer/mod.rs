@@ -69,7 +69,7 @@ pub use outcome::{Delivery, DeliveryError, DeliveryFuture, Outcome, SendError};
 use self::session::{Pending, Session};
 use crate::config::{ConfigError, Finding, KafkaSettings};
 use crate::deadletter::{DeadLetterError, DeadLetterLog};
-use crate::health::{HealthConfig, HealthEvent, HealthTracker, Reason, TopicPartition};
+use crate::health::{FastMap, HealthConfig, HealthEvent, HealthTracker, Reason, TopicPartition};
 use crate::partitioner::StickyChooser;
 use crate::record::OutRecord;
 
@@ -189,7 +189,7 @@ pub(crate) struct Shared {
     session: RwLock<Option<Arc<Session>>>,
     next_session: AtomicU64,
     health: Mutex<HealthTracker>,
-    meta: Mutex<HashMap<String, TopicMeta>>,
+    meta: Mutex<FastMap<String, TopicMeta>>,
     meta_misses: Mutex<HashMap<String, Instant>>,
     sticky: StickyChooser,
     in_flight_records: AtomicUsize,
@@ -251,7 +251,7 @@ impl Producer {
             backstop,
             session: RwLock::new(None),
             next_session: AtomicU64::new(1),
-            meta: Mutex::new(HashMap::new()),
+            meta: Mutex::new(FastMap::default()),
             meta_misses: Mutex::new(HashMap::new()),
             in_flight_records: AtomicUsize::new(0),
             in_flight_bytes: AtomicUsize::new(0),
