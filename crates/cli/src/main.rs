@@ -10,10 +10,11 @@ mod spool_cmd;
 
 use std::process::ExitCode;
 
-/// mimalloc, not the system allocator: librdkafka and the producer allocate per record on the
-/// caller's thread and free on the delivery thread, which glibc's arenas serialize on a lock
-/// (about a third of the CPU per record in a profile of the direct path; see
-/// docs/benchmarks.md).
+/// mimalloc, not the system allocator, for Rust and (the workspace enables its `override`
+/// feature) for librdkafka's C code too: both allocate per record on the caller's thread and
+/// free on the delivery thread, which glibc's arenas serialize on a lock (the delivery thread
+/// blocked on it ~45,000 times per million records). Without transparent huge pages
+/// (`no_thp`): zeroing them cost 14 % of the producer's CPU. See docs/benchmarks.md.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
