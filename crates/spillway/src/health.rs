@@ -26,12 +26,15 @@
 //! made-up clock.
 
 mod key;
+mod leaders;
 
 use std::collections::HashMap;
 use std::fmt;
 use std::time::{Duration, Instant};
 
 pub use key::{FastMap, PartitionKey, TopicPartition};
+pub use leaders::BrokerStat;
+use leaders::BrokerState;
 
 /// Tuning of the tracker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -102,20 +105,6 @@ pub struct HealthEvent {
     pub unhealthy: Option<Reason>,
 }
 
-/// A broker as librdkafka's statistics describe it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BrokerStat {
-    pub id: i32,
-    /// librdkafka's broker state: `INIT`, `DOWN`, `CONNECT`, `UP`, ...
-    pub state: String,
-    /// Requests sent and waiting for a response.
-    pub waitresp_cnt: i64,
-    /// Requests waiting to be sent.
-    pub outbuf_cnt: i64,
-    /// Microseconds since the last byte was received, or -1.
-    pub rxidle_us: i64,
-}
-
 #[derive(Debug, Clone)]
 struct Unhealthy {
     since: Instant,
@@ -134,14 +123,6 @@ struct PartitionState {
     unhealthy: Option<Unhealthy>,
     /// When it last turned healthy again, if it ever was unhealthy.
     recovered_at: Option<Instant>,
-}
-
-#[derive(Debug, Clone, Default)]
-struct BrokerState {
-    last_up: Option<Instant>,
-    /// When the broker last sent us anything, as far as the statistics tell.
-    last_rx: Option<Instant>,
-    bad: Option<Reason>,
 }
 
 /// The health of every partition we produce to. See the module documentation.
@@ -245,15 +226,6 @@ impl HealthTracker {
         });
     }
 
-    /// Whether a partition led by `leader` had a record acknowledged in the last `within`.
-    pub fn leader_acked_within(&self, leader: i32, within: Duration, now: Instant) -> bool {
-        self.leaders
-            .iter()
-            .filter(|(_, l)| **l == leader)
-            .filter_map(|(tp, _)| self.partitions.get(tp)?.last_ack)
-            .any(|t| now.saturating_duration_since(t) <= within)
-    }
-
     /// A record of `tp` failed with a transient error (the partition's fault, as far as we know).
     pub fn on_transient_error(&mut self, tp: &TopicPartition, error: &str, now: Instant) {
         let s = self.state(tp, now);
@@ -275,64 +247,6 @@ impl HealthTracker {
     pub fn on_session_start(&mut self, session: u64, now: Instant) {
         self.session = session;
         self.grace_until = Some(now + self.config.session_grace);
-    }
-
-    /// The current leaders of a topic's partitions, from metadata.
-    pub fn on_leaders(&mut self, topic: &str, leaders: &[(i32, i32)]) {
-        for (partition, leader) in leaders {
-            self.leaders
-                .insert(TopicPartition::new(topic, *partition), *leader);
-        }
-    }
-
-    /// The leader of `tp`, if known.
-    pub fn leader(&self, tp: &TopicPartition) -> Option<i32> {
-        self.leaders.get(tp).copied()
-    }
-
-    /// Broker statistics from librdkafka.
-    pub fn on_broker_stats(&mut self, brokers: &[BrokerStat], now: Instant) {
-        let stall = self.config.stall_after;
-        for b in brokers.iter().filter(|b| b.id >= 0) {
-            let state = self.brokers.entry(b.id).or_default();
-            let silent = b.waitresp_cnt > 0
-                && b.rxidle_us >= 0
-                && Duration::from_micros(b.rxidle_us as u64) >= stall;
-            // librdkafka connects only to brokers it needs: a broker that is down while nothing
-            // waits for it says nothing about its partitions (probes decide those).
-            let wanted = b.waitresp_cnt > 0 || b.outbuf_cnt > 0;
-            if b.state == "UP" && b.rxidle_us >= 0 {
-                let rx = now.checked_sub(Duration::from_micros(b.rxidle_us as u64));
-                state.last_rx = state.last_rx.max(rx);
-            }
-            state.bad = if b.state == "UP" {
-                state.last_up = Some(now);
-                silent.then_some(Reason::BrokerSilent { broker: b.id })
-            } else {
-                match state.last_up {
-                    Some(up) if wanted && now.duration_since(up) >= stall => {
-                        Some(Reason::BrokerDown {
-                            broker: b.id,
-                            state: b.state.clone(),
-                        })
-                    }
-                    _ => None,
-                }
-            };
-        }
-        let bad: Vec<(TopicPartition, Reason)> = self
-            .leaders
-            .iter()
-            .filter_map(|(tp, leader)| {
-                self.brokers
-                    .get(leader)
-                    .and_then(|s| s.bad.clone())
-                    .map(|r| (tp.clone(), r))
-            })
-            .collect();
-        for (tp, reason) in bad {
-            self.mark(&tp, reason, now);
-        }
     }
 
     /// Marks stalled partitions unhealthy, and with each every other partition its leader
@@ -503,38 +417,6 @@ impl HealthTracker {
             })
             .count();
         (known, unhealthy)
-    }
-
-    /// One partition of every leader none of whose partitions is unhealthy (probe targets).
-    pub fn healthy_leaders(&self) -> Vec<(i32, TopicPartition)> {
-        let mut bad = std::collections::HashSet::new();
-        for (tp, leader) in &self.leaders {
-            if !self.is_healthy(tp) {
-                bad.insert(*leader);
-            }
-        }
-        let mut out: HashMap<i32, TopicPartition> = HashMap::new();
-        for (tp, leader) in &self.leaders {
-            if *leader >= 0 && !bad.contains(leader) {
-                out.entry(*leader).or_insert_with(|| tp.clone());
-            }
-        }
-        let mut out: Vec<_> = out.into_iter().collect();
-        out.sort();
-        out
-    }
-
-    /// Marks every partition `leader` leads unhealthy.
-    pub fn mark_leader(&mut self, leader: i32, why: &str, now: Instant) {
-        let led: Vec<TopicPartition> = self
-            .leaders
-            .iter()
-            .filter(|(_, l)| **l == leader)
-            .map(|(tp, _)| tp.clone())
-            .collect();
-        for tp in led {
-            self.mark(&tp, Reason::Forced(why.to_string()), now);
-        }
     }
 
     /// Records outstanding for `tp`.
