@@ -146,7 +146,11 @@ fn interval_policy_syncs_are_observed_when_they_happen() {
     while count(&events.lock(), SyncKind::File) == 0 && std::time::Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(10));
     }
-    assert!(count(&events.lock(), SyncKind::File) >= 1, "{:?}", events.lock());
+    assert!(
+        count(&events.lock(), SyncKind::File) >= 1,
+        "{:?}",
+        events.lock()
+    );
     spool.flush_blocking().unwrap();
     assert_eq!(events.lock().len() as u64, spool.stats().fsyncs);
 }
