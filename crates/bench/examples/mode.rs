@@ -8,6 +8,10 @@
 use spillway_bench::modes::{ModesBenchOptions, spillway_run};
 use spillway_test_support::MockKafka;
 
+/// The same allocator as the `spillway` binary (it also replaces `malloc` for librdkafka).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() {
     let mut args = std::env::args().skip(1);
     let system = args.next().unwrap_or_else(|| "failover_keyless".into());
