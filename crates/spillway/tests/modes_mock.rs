@@ -58,13 +58,7 @@ async fn load(
         let answer = spillway.send(r.clone()).await;
         let at = clock.tick();
         if let Ok(a) = &answer {
-            acked.push(oracle::Acked {
-                id: a.id().to_string(),
-                order_key: r.key.clone(),
-                digest: oracle::digest(r.key.as_deref(), r.value.as_deref()),
-                sent,
-                acked: at,
-            });
+            acked.push(common::accepted(&r, a, sent, at));
         }
         answers.push(answer);
         tokio::time::sleep(pace).await;
@@ -234,13 +228,7 @@ async fn keyless_records_caught_in_a_blackhole_are_spooled_at_once_and_delivered
     for (r, sent, answer, at) in answers {
         let a = answer.expect("spooled, not refused");
         assert!(matches!(a, Accepted::Spooled { .. }), "{a:?}");
-        acked.push(oracle::Acked {
-            id: a.id().to_string(),
-            order_key: None,
-            digest: oracle::digest(None, r.value.as_deref()),
-            sent,
-            acked: at,
-        });
+        acked.push(common::accepted(&r, &a, sent, at));
     }
     assert!(
         possibly > 0,
@@ -343,13 +331,7 @@ async fn at_capacity_everything_is_refused_and_nothing_accepted_is_lost() {
             .priority(Priority::Critical);
         let sent = clock.tick();
         match spillway.send(r.clone()).await {
-            Ok(a) => acked.push(oracle::Acked {
-                id: a.id().to_string(),
-                order_key: r.key.clone(),
-                digest: oracle::digest(r.key.as_deref(), r.value.as_deref()),
-                sent,
-                acked: clock.tick(),
-            }),
+            Ok(a) => acked.push(common::accepted(&r, &a, sent, clock.tick())),
             Err(e) => {
                 assert_eq!(e.reason, RejectReason::Full, "{e}");
                 assert!(e.retry_after.is_some());

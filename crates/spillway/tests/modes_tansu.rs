@@ -102,13 +102,7 @@ async fn steady_load_through(mode: Mode, fault: Fault) {
                     Accepted::Delivered { .. } => delivered += 1,
                     Accepted::Spooled { .. } => spooled += 1,
                 }
-                acked.push(oracle::Acked {
-                    id: a.id().to_string(),
-                    order_key: r.key.clone(),
-                    digest: oracle::digest(r.key.as_deref(), r.value.as_deref()),
-                    sent,
-                    acked: clock.tick(),
-                });
+                acked.push(common::accepted(&r, &a, sent, clock.tick()));
             }
             Err(e) => {
                 assert!(e.is_retriable(), "{e}");

@@ -4,9 +4,10 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use spillway::api::Accepted;
 use spillway::health::HealthConfig;
 use spillway::record::ID_HEADER;
-use spillway::{Delivery, KafkaSettings, Outcome, ProducerOptions};
+use spillway::{Delivery, KafkaSettings, Outcome, ProducerOptions, Record};
 use spillway_test_support::TopicRecord;
 use spillway_test_support::oracle::{self, Acked, Delivered, Verdict};
 
@@ -55,6 +56,17 @@ pub fn acked(d: &Delivery, sent: u64, acked: u64) -> Option<Acked> {
         sent,
         acked,
     })
+}
+
+/// Oracle input for a record `Spillway::send` accepted (delivered or spooled).
+pub fn accepted(r: &Record, a: &Accepted, sent: u64, acked: u64) -> Acked {
+    Acked {
+        id: a.id().to_string(),
+        order_key: r.key.clone(),
+        digest: oracle::digest(r.key.as_deref(), r.value.as_deref()),
+        sent,
+        acked,
+    }
 }
 
 /// Oracle input for what Kafka holds: records carrying a `spillway.id`.
