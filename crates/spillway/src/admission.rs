@@ -14,6 +14,7 @@ use crate::core::{Core, jittered};
 use crate::envelope::Envelope;
 use crate::health::TopicPartition;
 use crate::lane::{Lane, Submission};
+use crate::metrics::Counted;
 use crate::partitioner::partition_for_key;
 use crate::producer::{Outcome, SendError};
 use crate::record::OutRecord;
@@ -104,7 +105,7 @@ impl Core {
                 ("reason", reason.to_string()),
             ];
             self.metrics.sheds.get_or_create(&labels).inc();
-            self.metrics.record(topic, "shed");
+            self.metrics.record(topic, Counted::Shed);
         };
         if route.mode.spools() && u.capacity > 0 && u.used >= u.capacity {
             count("full");
@@ -288,12 +289,12 @@ impl Core {
             let refuse = |core: &Core, topic: &str, why: String| -> Rejected {
                 match policy {
                     FailurePolicy::Drop => {
-                        core.metrics.record(topic, "dropped");
+                        core.metrics.record(topic, Counted::Dropped);
                         tracing::debug!(%topic, "dropped: {why}");
                         Rejected::new(RejectReason::Dropped, why)
                     }
                     FailurePolicy::Backpressure => {
-                        core.metrics.record(topic, "rejected");
+                        core.metrics.record(topic, Counted::Rejected);
                         Rejected::new(RejectReason::Unavailable, why)
                             .retry_after(jittered(Duration::from_secs(2)))
                     }
@@ -316,7 +317,7 @@ impl Core {
                     return Err(Rejected::new(RejectReason::Invalid, "no such partition"));
                 }
                 Err(SendError::Backpressure(why)) => {
-                    core.metrics.record(&record.topic, "rejected");
+                    core.metrics.record(&record.topic, Counted::Rejected);
                     return Err(Rejected::new(RejectReason::Backpressure, why)
                         .retry_after(Duration::from_secs(1)));
                 }

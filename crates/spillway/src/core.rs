@@ -17,6 +17,7 @@ use crate::api::{Accepted, ReceiptStatus, RejectReason, Rejected};
 use crate::breaker::{Breaker, BreakerState, Transition};
 use crate::envelope::Envelope;
 use crate::lane::{Lane, Reply, pending_receipt, record_in};
+use crate::metrics::Counted;
 use crate::metrics::Metrics;
 use crate::producer::{DeliveryError, Producer};
 use crate::receipts::Receipts;
@@ -168,7 +169,7 @@ impl Core {
             Ok(_) => {
                 self.receipts
                     .set(&envelope.record.id, pending_receipt(envelope));
-                self.metrics.record(topic, "spooled");
+                self.metrics.record(topic, Counted::Spooled);
                 let _ = reply.send(Ok(Accepted::Spooled {
                     id: envelope.record.id.clone(),
                     partition: envelope.partition,
@@ -177,7 +178,7 @@ impl Core {
             Err(e) => {
                 let backlog = self.backlog(stream);
                 backlog.unresolved.fetch_sub(1, Ordering::AcqRel);
-                self.metrics.record(topic, "rejected");
+                self.metrics.record(topic, Counted::Rejected);
                 let _ = reply.send(Err(append_rejection(&e)));
             }
         }
@@ -190,11 +191,7 @@ impl Core {
         offset: Option<i64>,
         reply: Reply,
     ) {
-        self.metrics.record(&record.topic, "delivered");
-        self.metrics
-            .deliveries
-            .get_or_create(&vec![("topic", record.topic.clone())])
-            .inc();
+        self.metrics.delivered(&record.topic);
         self.receipts.set(
             &record.id,
             ReceiptStatus::Delivered {
@@ -211,7 +208,7 @@ impl Core {
     }
 
     pub(crate) fn on_dead_lettered(&self, record: &OutRecord, reason: &str, logged: bool) {
-        self.metrics.record(&record.topic, "dead_lettered");
+        self.metrics.record(&record.topic, Counted::DeadLettered);
         let labels = vec![
             ("topic", record.topic.clone()),
             ("reason", reason.to_string()),

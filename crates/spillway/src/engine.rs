@@ -188,6 +188,7 @@ impl Spillway {
         }
         let (shutdown, _) = watch::channel(false);
         let (replay, _) = watch::channel(0u64);
+        let receipts = Receipts::new(config.receipts, ids.instance(), ids.boot());
         let core = Arc::new(Core {
             producer,
             ids,
@@ -196,7 +197,7 @@ impl Spillway {
             lanes: Mutex::new(HashMap::new()),
             backlogs: Mutex::new(backlogs),
             forwarders: Mutex::new(HashMap::new()),
-            receipts: Receipts::new(config.receipts),
+            receipts,
             metrics,
             tail: Mutex::new(tail),
             partitions: Mutex::new(partitions),

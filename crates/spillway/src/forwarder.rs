@@ -28,6 +28,7 @@ use spillway_spool::{Position, StreamName, StreamReader};
 use crate::api::ReceiptStatus;
 use crate::core::{Backlog, Core};
 use crate::envelope::Envelope;
+use crate::metrics::Counted;
 use crate::producer::{Outcome, SendError};
 use crate::record::SpillwayId;
 use crate::route::Mode;
@@ -213,7 +214,9 @@ impl Forwarder {
                         tracing::error!(position = %record.position, "undecodable spooled record set aside: {e}");
                         match set_aside(self.core.spool.dir(), &record, &e.to_string()) {
                             Ok(()) => {
-                                self.core.metrics.record(self.kind.topic(), "dead_lettered");
+                                self.core
+                                    .metrics
+                                    .record(self.kind.topic(), Counted::DeadLettered);
                                 self.resolve(&record.position);
                             }
                             Err(io) => {
@@ -432,12 +435,7 @@ impl Forwarder {
             *e = (*e).max(o);
         }
         let record = &item.envelope.record;
-        self.core.metrics.record(&record.topic, "delivered");
-        self.core
-            .metrics
-            .deliveries
-            .get_or_create(&vec![("topic", record.topic.clone())])
-            .inc();
+        self.core.metrics.delivered(&record.topic);
         self.core.receipts.set(
             &record.id,
             ReceiptStatus::Delivered {

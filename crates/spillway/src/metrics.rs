@@ -8,7 +8,56 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
+use std::sync::{Arc, OnceLock};
+
+use parking_lot::RwLock;
+
+use crate::health::FastMap;
+
 type Labels = Vec<(&'static str, String)>;
+
+/// What became of a record, as the `outcome` label of `spillway_records`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Counted {
+    Delivered,
+    Spooled,
+    Shed,
+    Rejected,
+    DeadLettered,
+    Dropped,
+}
+
+impl Counted {
+    const ALL: [Counted; 6] = [
+        Counted::Delivered,
+        Counted::Spooled,
+        Counted::Shed,
+        Counted::Rejected,
+        Counted::DeadLettered,
+        Counted::Dropped,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Counted::Delivered => "delivered",
+            Counted::Spooled => "spooled",
+            Counted::Shed => "shed",
+            Counted::Rejected => "rejected",
+            Counted::DeadLettered => "dead_lettered",
+            Counted::Dropped => "dropped",
+        }
+    }
+}
+
+/// A topic's per-record counters, taken out of their families once: counting a record is then
+/// one map lookup by `&str` and an atomic add, where `Family::get_or_create` would build a label
+/// set (a vector and two strings) and hash it for every record. Each series is still created on
+/// its first use, as before, so an outcome that never happened is not exported.
+#[derive(Debug, Default)]
+struct TopicCounters {
+    outcomes: [OnceLock<Counter>; Counted::ALL.len()],
+    deliveries: OnceLock<Counter>,
+}
 
 fn fsync_histogram() -> Histogram {
     // 50 µs .. ~1.6 s
@@ -36,6 +85,7 @@ pub struct Metrics {
     pub inflight_bytes: Gauge,
     pub order_breaks: Counter,
     pub dedup_found: Counter,
+    by_topic: Arc<RwLock<FastMap<Box<str>, Arc<TopicCounters>>>>,
 }
 
 impl Default for Metrics {
@@ -59,6 +109,7 @@ impl Default for Metrics {
             inflight_bytes: Gauge::default(),
             order_breaks: Counter::default(),
             dedup_found: Counter::default(),
+            by_topic: Arc::default(),
         }
     }
 }
@@ -159,12 +210,96 @@ impl Metrics {
         );
     }
 
-    pub fn record(&self, topic: &str, outcome: &'static str) {
-        self.records
-            .get_or_create(&vec![
-                ("topic", topic.to_string()),
-                ("outcome", outcome.to_string()),
-            ])
+    /// Counts one record of `topic` with `outcome`.
+    pub fn record(&self, topic: &str, outcome: Counted) {
+        self.outcome(&self.topic(topic), topic, outcome).inc();
+    }
+
+    /// Counts one record of `topic` that Kafka acknowledged (both its outcome and the
+    /// deliveries counter).
+    pub fn delivered(&self, topic: &str) {
+        let counters = self.topic(topic);
+        self.outcome(&counters, topic, Counted::Delivered).inc();
+        counters
+            .deliveries
+            .get_or_init(|| {
+                self.deliveries
+                    .get_or_create(&vec![("topic", topic.to_string())])
+                    .clone()
+            })
             .inc();
+    }
+
+    fn outcome<'a>(
+        &self,
+        counters: &'a TopicCounters,
+        topic: &str,
+        outcome: Counted,
+    ) -> &'a Counter {
+        counters.outcomes[outcome as usize].get_or_init(|| {
+            self.records
+                .get_or_create(&vec![
+                    ("topic", topic.to_string()),
+                    ("outcome", outcome.as_str().to_string()),
+                ])
+                .clone()
+        })
+    }
+
+    fn topic(&self, topic: &str) -> Arc<TopicCounters> {
+        if let Some(c) = self.by_topic.read().get(topic) {
+            return c.clone();
+        }
+        let counters = Arc::new(TopicCounters::default());
+        self.by_topic
+            .write()
+            .entry(topic.into())
+            .or_insert(counters)
+            .clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn exported(metrics: &Metrics) -> String {
+        let mut registry = Registry::default();
+        metrics.register(&mut registry);
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry).expect("encode");
+        text
+    }
+
+    #[test]
+    fn records_are_counted_per_topic_and_outcome_and_deliveries_beside_them() {
+        let m = Metrics::default();
+        m.record("a", Counted::Spooled);
+        m.record("a", Counted::Spooled);
+        m.delivered("a");
+        m.record("b", Counted::Shed);
+        let clone = m.clone();
+        clone.delivered("a");
+        let text = exported(&m);
+        for line in [
+            "spillway_records_total{topic=\"a\",outcome=\"spooled\"} 2",
+            "spillway_records_total{topic=\"a\",outcome=\"delivered\"} 2",
+            "spillway_deliveries_total{topic=\"a\"} 2",
+            "spillway_records_total{topic=\"b\",outcome=\"shed\"} 1",
+        ] {
+            assert!(
+                text.lines().any(|l| l == line),
+                "{line} missing from\n{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_outcome_that_never_happened_is_not_exported() {
+        let m = Metrics::default();
+        m.record("a", Counted::Spooled);
+        let text = exported(&m);
+        assert!(!text.contains("outcome=\"dropped\""), "{text}");
+        assert!(!text.contains("spillway_deliveries_total{"), "{text}");
     }
 }
