@@ -283,6 +283,16 @@ impl TailReader {
             };
             let message = match message {
                 Ok(m) => m,
+                // The consumer's queue also carries client-wide errors, among them those left
+                // from an outage (one per failed connection attempt: a 30 s broker outage left
+                // enough that every check after it failed on the next stale one for a minute).
+                // A transient one says nothing about this read; the deadline bounds the wait.
+                Err(KafkaError::MessageConsumption(code))
+                    if crate::classify(code) == crate::ErrorClass::Transient =>
+                {
+                    tracing::debug!(%topic, partition, "tail read goes on past: {code}");
+                    continue;
+                }
                 Err(e) => break Err(e.into()),
             };
             if message.offset() < kept.end {

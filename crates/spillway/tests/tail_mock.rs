@@ -95,3 +95,36 @@ fn a_second_check_reads_only_what_was_appended_and_still_sees_the_rest() {
         .unwrap();
     assert_eq!(after_three.len(), 4, "offsets 4..8 only: {after_three:?}");
 }
+
+#[test]
+fn errors_left_over_from_an_outage_do_not_fail_the_first_check_after_it() {
+    let kafka = MockKafka::with_proxies(1).unwrap();
+    kafka.create_topic(TOPIC, 1).unwrap();
+    produce(&kafka, 0, 5);
+    let tail = reader(&kafka);
+    assert_eq!(
+        tail.collect(TOPIC, 0, None, Duration::from_secs(10))
+            .unwrap()
+            .len(),
+        5
+    );
+    // The broker refuses connections for a while (a killed broker), and checks fail meanwhile;
+    // the consumer's connection errors pile up in its queue.
+    kafka
+        .make_unreachable(1, spillway_test_support::mock::Unreachable::Refused)
+        .unwrap();
+    for _ in 0..3 {
+        assert!(
+            tail.collect(TOPIC, 0, Some(4), Duration::from_secs(1))
+                .is_err()
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    kafka.make_reachable(1).unwrap();
+    produce(&kafka, 5, 8);
+    let wanted: HashSet<SpillwayId> = [id(6)].into();
+    let found = tail
+        .find(TOPIC, 0, Some(4), &wanted, Duration::from_secs(10))
+        .expect("the first check after the outage reads the tail");
+    assert_eq!(found.get(&id(6)), Some(&6));
+}
