@@ -37,6 +37,21 @@ use crate::streams::StreamKind;
 const IDLE: Duration = Duration::from_millis(200);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
+/// Pause after a round cut short by the producer's in-flight limit alone.
+const BACKPRESSURE_PAUSE: Duration = Duration::from_millis(5);
+
+/// How a round ended.
+#[derive(Debug, PartialEq, Eq)]
+enum RoundEnd {
+    /// Every record was answered for good (delivered or dead-lettered).
+    Done,
+    /// Kafka failed a record, or the producer refused one for another reason than its
+    /// in-flight limit: retry after a growing backoff.
+    Failed,
+    /// Only the in-flight limit stopped the round: go on after a short pause.
+    Backpressure,
+}
+
 struct Item {
     position: Position,
     envelope: Envelope,
@@ -147,14 +162,24 @@ impl Forwarder {
             if let Some(limiter) = &self.core.drain_limiter {
                 limiter.acquire(round.len() as u64).await;
             }
-            if self.send_round(round).await {
-                self.backoff = Duration::from_millis(100);
-            } else {
-                tokio::select! {
-                    _ = tokio::time::sleep(self.backoff) => {}
-                    _ = shutdown.changed() => {}
+            match self.send_round(round).await {
+                RoundEnd::Done => self.backoff = Duration::from_millis(100),
+                RoundEnd::Backpressure => {
+                    // The producer's in-flight limit, shared with live traffic and the other
+                    // forwarders: not a failure of Kafka, so no growing backoff; what was sent
+                    // has been answered, so room is being made.
+                    tokio::select! {
+                        _ = tokio::time::sleep(BACKPRESSURE_PAUSE) => {}
+                        _ = shutdown.changed() => {}
+                    }
                 }
-                self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
+                RoundEnd::Failed => {
+                    tokio::select! {
+                        _ = tokio::time::sleep(self.backoff) => {}
+                        _ = shutdown.changed() => {}
+                    }
+                    self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
+                }
             }
         }
     }
@@ -354,11 +379,12 @@ impl Forwarder {
                 .healthy_for(topic, p, self.core.config.drain.settle)
     }
 
-    /// Sends a round in order and handles the outcomes in order. Returns false on failure (the
-    /// failed records and all after them are queued to retry).
-    async fn send_round(&mut self, round: Vec<Item>) -> bool {
+    /// Sends a round in order and handles the outcomes in order. On failure or backpressure,
+    /// the records not delivered and all after them are queued to retry.
+    async fn send_round(&mut self, round: Vec<Item>) -> RoundEnd {
         let mut sent = Vec::with_capacity(round.len());
         let mut unsent = Vec::new();
+        let mut only_backpressure = true;
         for item in round {
             if !unsent.is_empty() {
                 unsent.push(item);
@@ -376,6 +402,7 @@ impl Forwarder {
                 }
                 Err(e) => {
                     tracing::debug!(stream = %self.stream, "drain paused: {e}");
+                    only_backpressure &= matches!(e, SendError::Backpressure(_));
                     unsent.push(item);
                 }
             }
@@ -422,11 +449,19 @@ impl Forwarder {
                 }
             }
         }
-        let ok = failed.is_empty() && unsent.is_empty();
+        let end = if !failed.is_empty() {
+            RoundEnd::Failed
+        } else if unsent.is_empty() {
+            RoundEnd::Done
+        } else if only_backpressure {
+            RoundEnd::Backpressure
+        } else {
+            RoundEnd::Failed
+        };
         for item in failed.into_iter().chain(unsent).rev() {
             self.retry.push_front(item);
         }
-        ok
+        end
     }
 
     fn delivered(&mut self, item: &Item, partition: i32, offset: Option<i64>) {

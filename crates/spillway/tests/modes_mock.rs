@@ -104,6 +104,33 @@ async fn spool_first_accepts_into_the_spool_and_delivers_everything_in_order_onc
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drain_held_back_by_the_in_flight_limit_still_delivers_everything_in_order_once() {
+    spillway_test_support::init_test_logging();
+    let kafka = cluster();
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = config(&kafka, dir.path(), Mode::SpoolFirst);
+    // A few records' worth of bytes in flight, far below one round: most sends of every round
+    // are refused with backpressure and must be retried, in order.
+    c.max_in_flight_bytes = 2048;
+    let spillway = Spillway::start(c).unwrap();
+    let clock = common::Clock::default();
+    let (acked, _) = load(&spillway, &clock, 300, 7, Duration::ZERO, |_| {}).await;
+    assert_eq!(acked.len(), 300, "spool_first accepts every record");
+    common::assert_clean(&judge(&kafka, &spillway, &acked).await);
+    let counters = spillway.status().producer;
+    assert_eq!(
+        (
+            counters.sent,
+            counters.not_persisted,
+            counters.possibly_persisted
+        ),
+        (300, 0, 0),
+        "each record handed to librdkafka once; a refusal for backpressure is not a send"
+    );
+    spillway.shutdown(Duration::from_secs(5)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failover_goes_direct_while_healthy() {
     let kafka = cluster();
     let dir = tempfile::tempdir().unwrap();
