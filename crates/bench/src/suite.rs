@@ -56,6 +56,8 @@ pub struct SuiteOptions {
     pub out: PathBuf,
     /// Records per throughput run and in the drain backlog (modes), overriding the default.
     pub records: Option<u64>,
+    /// Bytes of each record's value (modes), overriding the default (100).
+    pub record_bytes: Option<usize>,
     /// Length of the RSS outage (modes), overriding the default; zero skips it.
     pub outage: Option<Duration>,
     /// Rounds per case, overriding the default.
@@ -72,6 +74,7 @@ impl Default for SuiteOptions {
             quick: false,
             out: PathBuf::from("bench-out"),
             records: None,
+            record_bytes: None,
             outage: None,
             rounds: None,
             no_tansu: false,
@@ -297,6 +300,9 @@ pub fn run_suite(opts: SuiteOptions) -> Result<SuiteReport, SuiteError> {
                 };
                 if let Some(n) = opts.records {
                     o.records = n;
+                }
+                if let Some(b) = opts.record_bytes {
+                    o.record_bytes = b;
                 }
                 if let Some(d) = opts.outage {
                     o.outage = d;

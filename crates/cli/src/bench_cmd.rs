@@ -62,6 +62,9 @@ pub struct BenchArgs {
     /// 100,000 with --quick).
     #[arg(long, value_name = "N")]
     pub records: Option<u64>,
+    /// Bytes of each record's value in `modes` (default 100).
+    #[arg(long, value_name = "BYTES")]
+    pub record_bytes: Option<usize>,
     /// Minutes of the outage during which `modes` samples RSS (default 5; 0.5 with --quick;
     /// 0 skips it).
     #[arg(long, value_name = "MIN")]
@@ -89,11 +92,15 @@ impl BenchArgs {
         if self.records == Some(0) {
             anyhow::bail!("--records must be at least 1");
         }
+        if self.record_bytes == Some(0) {
+            anyhow::bail!("--record-bytes must be at least 1");
+        }
         Ok(SuiteOptions {
             benches: self.which.benches(),
             quick: self.quick,
             out: self.out.clone(),
             records: self.records,
+            record_bytes: self.record_bytes,
             outage,
             rounds: self.rounds,
             no_tansu: self.no_tansu,
@@ -214,6 +221,7 @@ mod tests {
         let o = a.suite_options(Progress::default()).unwrap();
         assert_eq!(o.benches, Bench::ALL.to_vec());
         assert_eq!(o.records, None);
+        assert_eq!(o.record_bytes, None);
         assert_eq!(o.outage, None);
     }
 
@@ -232,6 +240,8 @@ mod tests {
             "/tmp/x",
             "--rounds",
             "5",
+            "--record-bytes",
+            "1024",
         ])
         .unwrap();
         assert_eq!(a.which, Which::Modes);
@@ -241,6 +251,7 @@ mod tests {
         assert_eq!(o.records, Some(5000));
         assert_eq!(o.outage, Some(Duration::from_secs(30)));
         assert_eq!(o.rounds, Some(5));
+        assert_eq!(o.record_bytes, Some(1024));
         assert_eq!(o.out, PathBuf::from("/tmp/x"));
         assert_eq!(a.json, Some(PathBuf::from("r.json")));
         assert_eq!(parse(&["kafka3686"]).unwrap().which, Which::Kafka3686);
@@ -252,6 +263,8 @@ mod tests {
         assert!(parse(&["--records", "many"]).is_err());
         let zero = parse(&["--rounds", "0"]).unwrap();
         assert!(zero.suite_options(Progress::default()).is_err());
+        let empty = parse(&["--record-bytes", "0"]).unwrap();
+        assert!(empty.suite_options(Progress::default()).is_err());
         let negative = parse(&["--outage-minutes=-1"]).unwrap();
         assert!(negative.suite_options(Progress::default()).is_err());
     }

@@ -209,7 +209,7 @@ impl ModesBenchReport {
             };
             rows.push(TargetRow::new(
                 "modes",
-                what,
+                format!("{what}, {} B", self.record_bytes),
                 format!("≥ {t:.2}×"),
                 format!("{} {}", fmt_ratio(s.ratio), fmt_runs(&s.ratios)),
                 Verdict::at_least(s.ratio, t),
@@ -220,8 +220,8 @@ impl ModesBenchReport {
             rows.push(TargetRow::new(
                 "modes",
                 format!(
-                    "drain rate after a {}-record outage backlog vs vanilla",
-                    self.records
+                    "drain rate after a {}-record outage backlog vs vanilla, {} B",
+                    self.records, self.record_bytes
                 ),
                 "≥ 0.80×",
                 format!("{} {}", fmt_ratio(self.drain_ratio), fmt_runs(&rs)),
