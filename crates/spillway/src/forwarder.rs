@@ -48,7 +48,8 @@ enum RoundEnd {
     /// Kafka failed a record, or the producer refused one for another reason than its
     /// in-flight limit: retry after a growing backoff.
     Failed,
-    /// Only the in-flight limit stopped the round: go on after a short pause.
+    /// Only the in-flight limit (or the drains' half of it) stopped the round: go on after a
+    /// short pause.
     Backpressure,
 }
 
@@ -166,8 +167,8 @@ impl Forwarder {
                 RoundEnd::Done => self.backoff = Duration::from_millis(100),
                 RoundEnd::Backpressure => {
                     // The producer's in-flight limit, shared with live traffic and the other
-                    // forwarders: not a failure of Kafka, so no growing backoff; what was sent
-                    // has been answered, so room is being made.
+                    // forwarders (drains may fill half of it): not a failure of Kafka, so no
+                    // growing backoff; what was sent has been answered, so room is being made.
                     tokio::select! {
                         _ = tokio::time::sleep(BACKPRESSURE_PAUSE) => {}
                         _ = shutdown.changed() => {}
@@ -387,6 +388,11 @@ impl Forwarder {
         let mut only_backpressure = true;
         for item in round {
             if !unsent.is_empty() {
+                unsent.push(item);
+                continue;
+            }
+            if !self.core.producer.has_room_for_drain() {
+                // Half the in-flight limit is kept for live records; the rest waits for room.
                 unsent.push(item);
                 continue;
             }

@@ -425,3 +425,44 @@ async fn every_injectable_produce_error_ends_as_its_class_says() {
     common::check_offsets(&deliveries, &records);
     common::assert_clean(&oracle::check(&acked, &common::delivered(&records)));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drains_may_fill_half_the_in_flight_limit_and_live_records_the_rest() {
+    let kafka = MockKafka::new(1).unwrap();
+    kafka.create_topic(TOPIC, 1).unwrap();
+    let producer = start(&kafka, |o| o.max_in_flight_records = 4);
+    wait_healthy(&producer, 1);
+    let ids = IdGenerator::ephemeral();
+    let record = || OutRecord::new(TOPIC, ids.next_id()).value("v");
+    // One record first, so the topic's metadata is known before the broker slows down.
+    let first = producer.send(record()).unwrap().await;
+    assert!(matches!(first.outcome, Outcome::Delivered { .. }));
+    // Answers take half a second (below the stall rule's second), so what is sent stays in
+    // flight meanwhile.
+    kafka
+        .set_round_trip_time(1, Duration::from_millis(500))
+        .unwrap();
+    assert!(producer.has_room_for_drain());
+    let mut futures = vec![
+        producer.send(record()).unwrap(),
+        producer.send(record()).unwrap(),
+    ];
+    assert!(
+        !producer.has_room_for_drain(),
+        "two of four in flight: the drains' half is full"
+    );
+    futures.push(
+        producer
+            .send(record())
+            .expect("live records still find room"),
+    );
+    futures.push(producer.send(record()).expect("up to the whole limit"));
+    assert!(
+        producer.send(record()).is_err(),
+        "and no further (backpressure)"
+    );
+    for f in futures {
+        assert!(matches!(f.await.outcome, Outcome::Delivered { .. }));
+    }
+    assert!(producer.has_room_for_drain(), "room again once answered");
+}

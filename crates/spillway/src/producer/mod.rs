@@ -459,6 +459,16 @@ impl Producer {
         self.shared.in_flight_records.load(Ordering::Relaxed)
     }
 
+    /// Whether a drain may hand over another record. Drains (the spool's forwarders) may fill
+    /// at most half of the in-flight limits, records and bytes, so records sent live always
+    /// find room: a large backlog draining after an outage does not turn live traffic away.
+    pub fn has_room_for_drain(&self) -> bool {
+        let opts = &self.shared.opts;
+        self.in_flight() < (opts.max_in_flight_records / 2).max(1)
+            && self.shared.in_flight_bytes.load(Ordering::Relaxed)
+                < (opts.max_in_flight_bytes / 2).max(1)
+    }
+
     /// Waits up to `timeout` for every record handed over to be reported.
     pub fn flush(&self, timeout: Duration) -> bool {
         let deadline = Instant::now() + timeout;
