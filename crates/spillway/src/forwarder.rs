@@ -16,7 +16,9 @@
 //!
 //! Draining waits while the route's breaker is not closed, while the partition is unhealthy,
 //! for the shared drain rate limit, and (`spool_on_failure` without `auto_replay`) for a replay,
-//! which lasts until the stream is empty (not one attempt).
+//! which lasts until the stream is empty (not one attempt). Drains together may fill half of the
+//! producer's in-flight limit; the other half is kept for live records. A round cut short by
+//! that limit alone is not a failure: it goes on after a short pause, without backoff.
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
