@@ -28,14 +28,8 @@ pub enum Counted {
 }
 
 impl Counted {
-    const ALL: [Counted; 6] = [
-        Counted::Delivered,
-        Counted::Spooled,
-        Counted::Shed,
-        Counted::Rejected,
-        Counted::DeadLettered,
-        Counted::Dropped,
-    ];
+    /// How many outcomes there are (`Dropped` is the last).
+    const KINDS: usize = Counted::Dropped as usize + 1;
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -55,7 +49,7 @@ impl Counted {
 /// its first use, as before, so an outcome that never happened is not exported.
 #[derive(Debug, Default)]
 struct TopicCounters {
-    outcomes: [OnceLock<Counter>; Counted::ALL.len()],
+    outcomes: [OnceLock<Counter>; Counted::KINDS],
     deliveries: OnceLock<Counter>,
 }
 
@@ -85,7 +79,7 @@ pub struct Metrics {
     pub inflight_bytes: Gauge,
     pub order_breaks: Counter,
     pub dedup_found: Counter,
-    by_topic: Arc<RwLock<FastMap<Box<str>, Arc<TopicCounters>>>>,
+    by_topic: Arc<RwLock<FastMap<Box<str>, TopicCounters>>>,
 }
 
 impl Default for Metrics {
@@ -212,22 +206,25 @@ impl Metrics {
 
     /// Counts one record of `topic` with `outcome`.
     pub fn record(&self, topic: &str, outcome: Counted) {
-        self.outcome(&self.topic(topic), topic, outcome).inc();
+        self.with_topic(topic, |counters| {
+            self.outcome(counters, topic, outcome).inc();
+        });
     }
 
     /// Counts one record of `topic` that Kafka acknowledged (both its outcome and the
     /// deliveries counter).
     pub fn delivered(&self, topic: &str) {
-        let counters = self.topic(topic);
-        self.outcome(&counters, topic, Counted::Delivered).inc();
-        counters
-            .deliveries
-            .get_or_init(|| {
-                self.deliveries
-                    .get_or_create(&vec![("topic", topic.to_string())])
-                    .clone()
-            })
-            .inc();
+        self.with_topic(topic, |counters| {
+            self.outcome(counters, topic, Counted::Delivered).inc();
+            counters
+                .deliveries
+                .get_or_init(|| {
+                    self.deliveries
+                        .get_or_create(&vec![("topic", topic.to_string())])
+                        .clone()
+                })
+                .inc();
+        });
     }
 
     fn outcome<'a>(
@@ -246,16 +243,12 @@ impl Metrics {
         })
     }
 
-    fn topic(&self, topic: &str) -> Arc<TopicCounters> {
+    /// Runs `f` on the counters of `topic`, under the map's read lock once they exist.
+    fn with_topic(&self, topic: &str, f: impl FnOnce(&TopicCounters)) {
         if let Some(c) = self.by_topic.read().get(topic) {
-            return c.clone();
+            return f(c);
         }
-        let counters = Arc::new(TopicCounters::default());
-        self.by_topic
-            .write()
-            .entry(topic.into())
-            .or_insert(counters)
-            .clone()
+        f(self.by_topic.write().entry(topic.into()).or_default());
     }
 }
 
