@@ -2,10 +2,13 @@
 //! runs the real comparison.
 //!
 //! ```sh
-//! cargo run --release -p spillway-bench --example mode -- [spool_first|failover_keyless|failover_keyed] [RECORDS]
+//! cargo run --release -p spillway-bench --example mode -- [spool_first|failover_keyless|failover_keyed|drain] [RECORDS]
 //! ```
+//!
+//! `drain` spools RECORDS while every broker is blackholed, heals them and times the drain
+//! (after a vanilla run through the same proxies, as in `spillway bench modes`).
 
-use spillway_bench::modes::{ModesBenchOptions, spillway_run};
+use spillway_bench::modes::{ModesBenchOptions, drain_run, spillway_run};
 use spillway_test_support::MockKafka;
 
 /// The same allocator as the `spillway` binary (it also replaces `malloc` for librdkafka).
@@ -16,14 +19,26 @@ fn main() {
     let mut args = std::env::args().skip(1);
     let system = args.next().unwrap_or_else(|| "failover_keyless".into());
     let records: u64 = args.next().map_or(300_000, |a| a.parse().expect("records"));
-    let kafka = MockKafka::new(3).expect("mock cluster");
-    kafka.create_topic("bench-modes", 3).expect("topic");
     let opts = ModesBenchOptions {
         records,
         ..ModesBenchOptions::default()
     };
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     let base = std::env::temp_dir();
+    if system == "drain" {
+        let d = rt.block_on(drain_run(&opts, &base, 0)).expect("drain");
+        println!(
+            "drain: {:.0} records/s (vanilla {:.0}, ratio {:.2}), {:.2} µs CPU/record, first delivery {:.2} s after the heal",
+            d.drain_per_s,
+            d.vanilla_per_s,
+            d.ratio.unwrap_or(0.0),
+            d.cpu_us_per_record,
+            d.first_delivery_s
+        );
+        return;
+    }
+    let kafka = MockKafka::new(3).expect("mock cluster");
+    kafka.create_topic("bench-modes", 3).expect("topic");
     let run = rt
         .block_on(spillway_run(&opts, &base, kafka.bootstrap(), &system, 0))
         .expect("run");

@@ -37,7 +37,7 @@ use spillway::{Mode, Record, Route, Spillway, SpillwayConfig};
 use spillway_test_support::MockKafka;
 use spillway_test_support::mock::Unreachable;
 
-use self::outage::drain_run;
+pub use self::outage::drain_run;
 pub use self::outage::outage_rss;
 pub use self::outage::{rate_from_backlog, thin};
 pub use self::render::render;
@@ -133,6 +133,8 @@ pub struct DrainRun {
     /// First delivery → backlog 0, seconds.
     pub drain_secs: f64,
     pub drain_per_s: f64,
+    /// Process CPU time from the heal to the end of the drain, per record drained, µs.
+    pub cpu_us_per_record: f64,
     /// Vanilla through the same proxies, records/s.
     pub vanilla_per_s: f64,
     pub ratio: Option<f64>,

@@ -3,7 +3,9 @@
 
 use super::*;
 
-pub(super) async fn drain_run(
+/// One drain round: vanilla through the proxies, then Spillway spools `opts.records` while
+/// every broker is blackholed, the brokers heal, and the drain is timed.
+pub async fn drain_run(
     opts: &ModesBenchOptions,
     base: &std::path::Path,
     round: usize,
@@ -41,6 +43,7 @@ pub(super) async fn drain_run(
         kafka.make_reachable(b).map_err(mock_err)?;
     }
     let healed = Instant::now();
+    let cpu0 = crate::report::cpu_time();
     let mut samples = vec![(0.0, initial as f64)];
     let mut first: Option<Instant> = None;
     let limit = Duration::from_secs(900);
@@ -62,6 +65,7 @@ pub(super) async fn drain_run(
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let done = Instant::now();
+    let cpu = (crate::report::cpu_time() - cpu0).as_secs_f64();
     sw.shutdown(Duration::from_secs(10)).await;
     let first = first.unwrap_or(done);
     let drain_secs = done.duration_since(first).as_secs_f64();
@@ -73,6 +77,7 @@ pub(super) async fn drain_run(
         first_delivery_s: first.duration_since(healed).as_secs_f64(),
         drain_secs,
         drain_per_s,
+        cpu_us_per_record: cpu * 1e6 / initial.max(1) as f64,
         vanilla_per_s: vanilla.records_per_s,
         ratio: ratio(drain_per_s, vanilla.records_per_s),
         backlog: thin(samples, 400),
