@@ -262,15 +262,11 @@ impl StreamReader {
 
     /// Acknowledges a record this reader delivered (see [`crate::Spool::ack`]).
     pub fn ack(&self, seq: Seq) -> Result<(), AckError> {
-        let position = Position {
-            stream: self.stream.name.clone(),
-            seq,
-        };
         self.stream
             .state
             .lock()
             .acks
-            .ack(&position, None)
+            .ack(&self.stream.name, seq, None)
             .map(|_| ())
     }
 
@@ -283,15 +279,11 @@ impl StreamReader {
                 max,
             });
         }
-        let position = Position {
-            stream: self.stream.name.clone(),
-            seq,
-        };
         self.stream
             .state
             .lock()
             .acks
-            .ack(&position, Some(meta))
+            .ack(&self.stream.name, seq, Some(meta))
             .map(|_| ())
     }
 

@@ -370,7 +370,12 @@ impl Spool {
             .shared
             .stream(&position.stream)
             .ok_or_else(|| AckError::UnknownStream(position.stream.clone()))?;
-        stream.state.lock().acks.ack(position, meta).map(|_| ())
+        stream
+            .state
+            .lock()
+            .acks
+            .ack(&position.stream, position.seq, meta)
+            .map(|_| ())
     }
 
     /// The stream's last durable checkpoint (acknowledged prefix and caller blob), as found at

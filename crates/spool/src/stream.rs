@@ -151,20 +151,45 @@ impl AckTracker {
         }
     }
 
-    /// Acknowledges `position`. Returns whether the acknowledged prefix moved.
-    pub fn ack(&mut self, position: &Position, meta: Option<&[u8]>) -> Result<bool, AckError> {
-        let seq = position.seq;
+    /// Acknowledges `seq` of `stream`. Returns whether the acknowledged prefix moved.
+    pub fn ack(
+        &mut self,
+        stream: &StreamName,
+        seq: Seq,
+        meta: Option<&[u8]>,
+    ) -> Result<bool, AckError> {
         if seq < self.acked_upto {
             return Ok(false);
         }
-        let Ok(i) = self.inflight.binary_search_by_key(&seq, |f| f.seq) else {
-            return Err(AckError::NotDelivered(position.clone()));
-        };
-        let entry = &mut self.inflight[i];
-        entry.acked = true;
-        if let Some(m) = meta {
-            entry.meta = Some(m.into());
+        if self.inflight.front().is_some_and(|f| f.seq == seq) {
+            // In order, the usual case: the prefix moves by this record, without a search and
+            // without keeping a copy of its blob.
+            self.inflight.pop_front();
+            if let Some(m) = meta {
+                self.meta.clear();
+                self.meta.extend_from_slice(m);
+            }
+        } else {
+            let Ok(i) = self.inflight.binary_search_by_key(&seq, |f| f.seq) else {
+                return Err(AckError::NotDelivered(Position {
+                    stream: stream.clone(),
+                    seq,
+                }));
+            };
+            let entry = &mut self.inflight[i];
+            entry.acked = true;
+            if let Some(m) = meta {
+                entry.meta = Some(m.into());
+            }
+            return Ok(self.advance());
         }
+        self.advance();
+        self.acked_upto = self.inflight.front().map_or(self.read_next, |f| f.seq);
+        Ok(true)
+    }
+
+    /// Moves the prefix over acknowledged records at the front. Returns whether it moved.
+    fn advance(&mut self) -> bool {
         let mut moved = false;
         while self.inflight.front().is_some_and(|f| f.acked) {
             let f = self.inflight.pop_front().expect("front");
@@ -176,7 +201,7 @@ impl AckTracker {
         if moved {
             self.acked_upto = self.inflight.front().map_or(self.read_next, |f| f.seq);
         }
-        Ok(moved)
+        moved
     }
 
     /// The reader went away: undelivered and unacknowledged records will be delivered again.
@@ -197,11 +222,28 @@ impl AckTracker {
 mod tests {
     use super::*;
 
-    fn pos(seq: u64) -> Position {
-        Position {
-            stream: StreamName::new("s").unwrap(),
-            seq: Seq(seq),
+    fn name() -> StreamName {
+        StreamName::new("s").unwrap()
+    }
+
+    #[test]
+    fn acks_in_order_move_the_prefix_one_by_one_and_keep_the_latest_blob() {
+        let mut t = AckTracker::new(Seq(10), b"old".to_vec());
+        for s in 10..13 {
+            t.delivered(Seq(s));
         }
+        assert!(t.ack(&name(), Seq(10), Some(b"ten")).unwrap());
+        assert_eq!(t.acked_upto(), Seq(11));
+        assert_eq!(t.checkpoint().meta, b"ten");
+        assert!(t.ack(&name(), Seq(11), None).unwrap());
+        assert_eq!(
+            t.checkpoint().meta,
+            b"ten",
+            "an ack without a blob keeps the last one"
+        );
+        assert!(t.ack(&name(), Seq(12), Some(b"12")).unwrap());
+        assert_eq!(t.acked_upto(), Seq(13));
+        assert_eq!(t.checkpoint().meta, b"12");
     }
 
     #[test]
@@ -210,19 +252,19 @@ mod tests {
         for s in 0..4 {
             t.delivered(Seq(s));
         }
-        assert!(!t.ack(&pos(2), Some(b"two")).unwrap());
+        assert!(!t.ack(&name(), Seq(2), Some(b"two")).unwrap());
         assert_eq!(t.acked_upto(), Seq(0));
-        assert!(t.ack(&pos(0), Some(b"zero")).unwrap());
+        assert!(t.ack(&name(), Seq(0), Some(b"zero")).unwrap());
         assert_eq!(t.acked_upto(), Seq(1));
         assert_eq!(t.checkpoint().meta, b"zero");
-        assert!(t.ack(&pos(1), None).unwrap());
+        assert!(t.ack(&name(), Seq(1), None).unwrap());
         assert_eq!(t.acked_upto(), Seq(3), "2 was already acknowledged");
         assert_eq!(
             t.checkpoint().meta,
             b"two",
             "meta of the latest ack in the prefix"
         );
-        assert!(t.ack(&pos(3), None).unwrap());
+        assert!(t.ack(&name(), Seq(3), None).unwrap());
         assert_eq!(t.acked_upto(), Seq(4));
     }
 
@@ -230,12 +272,12 @@ mod tests {
     fn acking_an_undelivered_position_is_refused() {
         let mut t = AckTracker::new(Seq(5), vec![]);
         assert!(matches!(
-            t.ack(&pos(5), None),
+            t.ack(&name(), Seq(5), None),
             Err(AckError::NotDelivered(_))
         ));
         t.delivered(Seq(5));
         assert!(matches!(
-            t.ack(&pos(6), None),
+            t.ack(&name(), Seq(6), None),
             Err(AckError::NotDelivered(_))
         ));
     }
@@ -243,10 +285,10 @@ mod tests {
     #[test]
     fn acking_twice_or_below_the_checkpoint_is_harmless() {
         let mut t = AckTracker::new(Seq(3), vec![]);
-        assert!(!t.ack(&pos(1), None).unwrap());
+        assert!(!t.ack(&name(), Seq(1), None).unwrap());
         t.delivered(Seq(3));
-        assert!(t.ack(&pos(3), None).unwrap());
-        assert!(!t.ack(&pos(3), None).unwrap());
+        assert!(t.ack(&name(), Seq(3), None).unwrap());
+        assert!(!t.ack(&name(), Seq(3), None).unwrap());
     }
 
     #[test]
@@ -255,8 +297,8 @@ mod tests {
         for s in 0..3 {
             t.delivered(Seq(s));
         }
-        t.ack(&pos(0), None).unwrap();
-        t.ack(&pos(2), None).unwrap();
+        t.ack(&name(), Seq(0), None).unwrap();
+        t.ack(&name(), Seq(2), None).unwrap();
         t.reset_reader();
         assert_eq!(t.read_next(), Seq(1));
         assert_eq!(t.acked_upto(), Seq(1));
@@ -267,9 +309,9 @@ mod tests {
         let mut t = AckTracker::new(Seq(0), vec![]);
         t.delivered(Seq(0));
         t.delivered(Seq(7));
-        t.ack(&pos(0), None).unwrap();
+        t.ack(&name(), Seq(0), None).unwrap();
         assert_eq!(t.acked_upto(), Seq(7));
-        t.ack(&pos(7), None).unwrap();
+        t.ack(&name(), Seq(7), None).unwrap();
         assert_eq!(t.acked_upto(), Seq(8));
     }
 }
