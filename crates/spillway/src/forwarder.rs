@@ -1,13 +1,16 @@
 //! The forwarder of one spool stream: drains it to Kafka in order, once.
 //!
-//! Rounds: take up to `drain.window` records (those to retry first, then new ones from the
-//! reader), send them in order, await their outcomes in order:
+//! A flight of up to `drain.window` records, sent in stream order: whenever half of it is
+//! answered, it is topped up (records to retry first, then new ones from the reader, at most
+//! 8 MiB read at a time), so that reading, Kafka's round trip and the outcomes overlap. The
+//! outcomes are handled in order:
 //! - delivered: acknowledge in the spool, with the last offset delivered per partition as the
 //!   checkpoint's blob (the start of the next tail check), receipt `Delivered`;
 //! - refused for what it is: the producer dead-lettered it; acknowledge, receipt `DeadLettered`;
-//! - not (or possibly) persisted: it and everything after it in the round are retried next
-//!   round, in order (a failure cuts the producer session, so nothing after it was delivered;
-//!   if something was anyway, it is counted in `spillway_order_breaks` and not sent again).
+//! - not (or possibly) persisted: nothing more is sent; once the flight is answered, it and
+//!   every record after it that was not delivered are retried after a backoff, in order (a
+//!   failure cuts the producer session, so nothing after it was delivered; if something was
+//!   anyway, it is counted in `spillway_order_breaks` and not sent again).
 //!
 //! Before sending, a record that may already be in Kafka is looked for in its partition's tail
 //! (G4): records marked *possibly persisted* (an attempt that got no answer), and, at the first
@@ -17,8 +20,8 @@
 //! Draining waits while the route's breaker is not closed, while the partition is unhealthy,
 //! for the shared drain rate limit, and (`spool_on_failure` without `auto_replay`) for a replay,
 //! which lasts until the stream is empty (not one attempt). Drains together may fill half of the
-//! producer's in-flight limit; the other half is kept for live records. A round cut short by
-//! that limit alone is not a failure: it goes on after a short pause, without backoff.
+//! producer's in-flight limit; the other half is kept for live records. Reaching that limit is
+//! not a failure: the forwarder goes on as answers make room, without backoff.
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
@@ -27,37 +30,49 @@ use std::time::{Duration, Instant};
 
 use spillway_spool::{Position, StreamName, StreamReader};
 
-use crate::api::ReceiptStatus;
+use crate::api::{Priority, ReceiptStatus};
 use crate::core::{Backlog, Core};
 use crate::envelope::Envelope;
 use crate::metrics::Counted;
-use crate::producer::{Outcome, SendError};
-use crate::record::SpillwayId;
+use crate::producer::{Delivery, DeliveryFuture, Outcome, SendError};
+use crate::record::{OutRecord, SpillwayId};
 use crate::route::Mode;
 use crate::streams::StreamKind;
 
 const IDLE: Duration = Duration::from_millis(200);
+const INITIAL_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
 /// Pause after a round cut short by the producer's in-flight limit alone.
 const BACKPRESSURE_PAUSE: Duration = Duration::from_millis(5);
 
-/// How a round ended.
+/// What topping up the flight did.
 #[derive(Debug, PartialEq, Eq)]
-enum RoundEnd {
-    /// Every record was answered for good (delivered or dead-lettered).
-    Done,
-    /// Kafka failed a record, or the producer refused one for another reason than its
-    /// in-flight limit: retry after a growing backoff.
-    Failed,
-    /// Only the in-flight limit (or the drains' half of it) stopped the round: go on after a
-    /// short pause.
+enum TopUp {
+    /// Records were taken from the stream (sent, or found in Kafka already).
+    Sent,
+    /// The stream has nothing to send.
+    Empty,
+    /// Not now: the breaker, the partition's health, a tail check, a replay or the spool.
+    Wait,
+    /// The producer's in-flight limit (or the drains' half of it) is reached.
     Backpressure,
+    /// The producer refused for another reason.
+    Refused,
 }
 
 struct Item {
     position: Position,
     envelope: Envelope,
+}
+
+/// A record sent and not answered yet. The producer holds the record itself and hands it back
+/// with the outcome; this is the rest of what a retry needs.
+struct Flying {
+    position: Position,
+    priority: Priority,
+    partition: Option<i32>,
+    delivery: DeliveryFuture,
 }
 
 struct Forwarder {
@@ -69,7 +84,17 @@ struct Forwarder {
     route: usize,
     mode: Mode,
     auto_replay: bool,
+    /// Records to send next, before any new one is read: after everything in flight, in order.
     retry: VecDeque<Item>,
+    /// Sent and not answered yet, in stream order.
+    flight: VecDeque<Flying>,
+    /// A record in flight failed: nothing more is sent until the flight is answered; then the
+    /// failed records and all after them are retried, in order.
+    failing: bool,
+    /// Records of the flight that failed, in order, while `failing`.
+    failed: Vec<Item>,
+    /// The checkpoint blob, re-encoded in place for each acknowledgement.
+    meta: Vec<u8>,
     offsets: BTreeMap<i32, i64>,
     /// Ids already in Kafka found by the start-up scan, per partition scanned.
     startup: Option<HashMap<SpillwayId, (i32, i64)>>,
@@ -111,10 +136,14 @@ pub(crate) async fn run(core: Arc<Core>, kind: StreamKind, stream: StreamName) {
         mode,
         auto_replay,
         retry: VecDeque::new(),
+        flight: VecDeque::new(),
+        failing: false,
+        failed: Vec::new(),
+        meta: Vec::new(),
         offsets,
         startup,
         reachable_since: HashMap::new(),
-        backoff: Duration::from_millis(100),
+        backoff: INITIAL_BACKOFF,
         replays_seen,
         replaying: false,
     };
@@ -124,67 +153,92 @@ pub(crate) async fn run(core: Arc<Core>, kind: StreamKind, stream: StreamName) {
 impl Forwarder {
     async fn run(&mut self) {
         let mut shutdown = self.core.shutdown.subscribe();
+        let window = self.core.config.drain.window.max(1);
         loop {
-            if *shutdown.borrow() || self.core.is_stopping() {
+            let stopping = *shutdown.borrow() || self.core.is_stopping();
+            if stopping && self.flight.is_empty() {
                 return;
             }
-            if !self.may_drain() {
-                self.idle(&mut shutdown).await;
-                continue;
-            }
-            let round = match self.next_round() {
-                Ok(r) => r,
-                Err(e) => {
-                    tracing::error!(stream = %self.stream, "reading the spool: {e}");
-                    self.idle(&mut shutdown).await;
-                    continue;
-                }
+            // Top up when half the window is answered, so that sending, Kafka's round trip and
+            // the outcomes overlap instead of taking turns.
+            let topped = if !stopping && !self.failing && self.flight.len() <= window / 2 {
+                Some(self.top_up(window).await)
+            } else {
+                None
             };
-            if round.is_empty() {
-                tokio::select! {
-                    _ = self.backlog.notify.notified() => {}
-                    _ = tokio::time::sleep(IDLE) => {}
-                    _ = shutdown.changed() => {}
-                }
-                continue;
-            }
-            let round = match self.deduplicate(round).await {
-                Ok(r) => r,
-                Err(round) => {
-                    // Not checkable yet: keep the round, in order, for the next try.
-                    for item in round.into_iter().rev() {
+            if let Some(mut flying) = self.flight.pop_front() {
+                let delivery = (&mut flying.delivery).await;
+                self.answered(flying, delivery);
+                if self.failing && self.flight.is_empty() {
+                    self.failing = false;
+                    for item in std::mem::take(&mut self.failed).into_iter().rev() {
                         self.retry.push_front(item);
                     }
-                    self.idle(&mut shutdown).await;
-                    continue;
+                    self.pause(&mut shutdown, self.backoff).await;
+                    self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
                 }
-            };
-            if round.is_empty() {
                 continue;
             }
-            if let Some(limiter) = &self.core.drain_limiter {
-                limiter.acquire(round.len() as u64).await;
-            }
-            match self.send_round(round).await {
-                RoundEnd::Done => self.backoff = Duration::from_millis(100),
-                RoundEnd::Backpressure => {
-                    // The producer's in-flight limit, shared with live traffic and the other
-                    // forwarders (drains may fill half of it): not a failure of Kafka, so no
-                    // growing backoff; what was sent has been answered, so room is being made.
+            match topped {
+                None | Some(TopUp::Sent) => {}
+                Some(TopUp::Empty) => {
                     tokio::select! {
-                        _ = tokio::time::sleep(BACKPRESSURE_PAUSE) => {}
+                        _ = self.backlog.notify.notified() => {}
+                        _ = tokio::time::sleep(IDLE) => {}
                         _ = shutdown.changed() => {}
                     }
                 }
-                RoundEnd::Failed => {
-                    tokio::select! {
-                        _ = tokio::time::sleep(self.backoff) => {}
-                        _ = shutdown.changed() => {}
-                    }
+                Some(TopUp::Wait) => self.idle(&mut shutdown).await,
+                // The producer's in-flight limit, shared with live traffic and the other
+                // forwarders: not a failure of Kafka, so no growing backoff.
+                Some(TopUp::Backpressure) => self.pause(&mut shutdown, BACKPRESSURE_PAUSE).await,
+                Some(TopUp::Refused) => {
+                    self.pause(&mut shutdown, self.backoff).await;
                     self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
                 }
             }
         }
+    }
+
+    async fn pause(&self, shutdown: &mut tokio::sync::watch::Receiver<bool>, d: Duration) {
+        tokio::select! {
+            _ = tokio::time::sleep(d) => {}
+            _ = shutdown.changed() => {}
+        }
+    }
+
+    /// Reads (retries first), checks and sends up to the window's free room.
+    async fn top_up(&mut self, window: usize) -> TopUp {
+        if !self.may_drain() {
+            return TopUp::Wait;
+        }
+        if !self.core.producer.has_room_for_drain() {
+            return TopUp::Backpressure;
+        }
+        let batch = match self.next_batch(window - self.flight.len()) {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::error!(stream = %self.stream, "reading the spool: {e}");
+                return TopUp::Wait;
+            }
+        };
+        if batch.is_empty() {
+            return TopUp::Empty;
+        }
+        let batch = match self.deduplicate(batch).await {
+            Ok(b) => b,
+            Err(batch) => {
+                // Not checkable yet: keep the batch, in order, for the next try.
+                for item in batch.into_iter().rev() {
+                    self.retry.push_front(item);
+                }
+                return TopUp::Wait;
+            }
+        };
+        if let Some(limiter) = &self.core.drain_limiter {
+            limiter.acquire(batch.len() as u64).await;
+        }
+        self.send(batch)
     }
 
     async fn idle(&self, shutdown: &mut tokio::sync::watch::Receiver<bool>) {
@@ -219,8 +273,10 @@ impl Forwarder {
         }
     }
 
-    fn next_round(&mut self) -> Result<Vec<Item>, spillway_spool::ReadError> {
-        let window = self.core.config.drain.window.max(1);
+    /// Up to `limit` records: those to retry first, then new ones from the reader (at most
+    /// 8 MiB of them).
+    fn next_batch(&mut self, limit: usize) -> Result<Vec<Item>, spillway_spool::ReadError> {
+        let window = limit.max(1);
         let mut round: Vec<Item> = Vec::new();
         while round.len() < window {
             match self.retry.pop_front() {
@@ -316,7 +372,7 @@ impl Forwarder {
             let startup = self.startup.as_ref().and_then(|s| s.get(id)).copied();
             if let Some((p, o)) = found.get(id).copied().or(startup) {
                 self.core.metrics.dedup_found.inc();
-                self.delivered(&item, p, Some(o));
+                self.delivered(&item.envelope.record, &item.position, p, Some(o));
                 continue;
             }
             item.envelope.possibly_persisted = None;
@@ -382,102 +438,153 @@ impl Forwarder {
                 .healthy_for(topic, p, self.core.config.drain.settle)
     }
 
-    /// Sends a round in order and handles the outcomes in order. On failure or backpressure,
-    /// the records not delivered and all after them are queued to retry.
-    async fn send_round(&mut self, round: Vec<Item>) -> RoundEnd {
-        let mut sent = Vec::with_capacity(round.len());
+    /// Sends `batch` in order behind the flight. What the producer does not take goes back to
+    /// the front of the retry queue, in order.
+    fn send(&mut self, batch: Vec<Item>) -> TopUp {
         let mut unsent = Vec::new();
-        let mut only_backpressure = true;
-        for item in round {
-            if !unsent.is_empty() {
+        let mut end = TopUp::Sent;
+        for item in batch {
+            if end != TopUp::Sent {
                 unsent.push(item);
                 continue;
             }
             if !self.core.producer.has_room_for_drain() {
                 // Half the in-flight limit is kept for live records; the rest waits for room.
+                end = TopUp::Backpressure;
                 unsent.push(item);
                 continue;
             }
-            let mut out = item.envelope.record.clone();
+            let Item { position, envelope } = item;
+            let Envelope {
+                mut record,
+                priority,
+                partition,
+                ..
+            } = envelope;
             if let StreamKind::Partition(tp) = &self.kind {
-                out.partition = Some(tp.partition);
+                record.partition = Some(tp.partition);
             }
-            match self.core.producer.send(out) {
-                Ok(fut) => sent.push((item, fut)),
-                Err(SendError::NoSuchPartition { .. }) => {
+            let (e, record) = match self.core.producer.send_or_return(record) {
+                Ok(delivery) => {
+                    self.flight.push_back(Flying {
+                        position,
+                        priority,
+                        partition,
+                        delivery,
+                    });
+                    continue;
+                }
+                Err(refused) => *refused,
+            };
+            let item = Item {
+                position,
+                envelope: Envelope {
+                    record,
+                    priority,
+                    partition,
+                    possibly_persisted: None,
+                },
+            };
+            match e {
+                SendError::NoSuchPartition { .. } => {
                     tracing::error!(id = %item.envelope.record.id, "spooled for a partition that no longer exists; dead-lettered");
                     self.dead_lettered(&item, "NoSuchPartition");
                 }
-                Err(e) => {
+                e => {
                     tracing::debug!(stream = %self.stream, "drain paused: {e}");
-                    only_backpressure &= matches!(e, SendError::Backpressure(_));
+                    end = if matches!(e, SendError::Backpressure(_)) {
+                        TopUp::Backpressure
+                    } else {
+                        TopUp::Refused
+                    };
                     unsent.push(item);
                 }
             }
         }
-        let mut failed = Vec::new();
-        for (mut item, fut) in sent {
-            let delivery = fut.await;
-            match delivery.outcome {
-                Outcome::Delivered { partition, offset } => {
-                    if !failed.is_empty() {
-                        self.core.metrics.order_breaks.inc();
-                        tracing::error!(id = %item.envelope.record.id, "delivered after an earlier record of its stream failed");
-                    }
-                    self.core.breaker_outcome(self.route, true);
-                    self.delivered(&item, partition, offset);
-                }
-                Outcome::Permanent {
-                    error,
-                    dead_lettered,
-                    ..
-                } => {
-                    self.core.on_dead_lettered(
-                        &item.envelope.record,
-                        &error.reason(),
-                        dead_lettered,
-                    );
-                    self.resolve(&item.position);
-                }
-                Outcome::NotPersisted { error, .. } => {
-                    self.core.breaker_outcome(self.route, false);
-                    self.core.count_delivery_error(self.kind.topic(), &error);
-                    failed.push(item);
-                }
-                Outcome::PossiblyPersisted {
-                    partition,
-                    error,
-                    known_before,
-                } => {
-                    self.core.breaker_outcome(self.route, false);
-                    self.core.count_delivery_error(self.kind.topic(), &error);
-                    item.envelope.possibly_persisted = Some(known_before);
-                    item.envelope.partition = Some(partition);
-                    failed.push(item);
-                }
-            }
-        }
-        let end = if !failed.is_empty() {
-            RoundEnd::Failed
-        } else if unsent.is_empty() {
-            RoundEnd::Done
-        } else if only_backpressure {
-            RoundEnd::Backpressure
-        } else {
-            RoundEnd::Failed
-        };
-        for item in failed.into_iter().chain(unsent).rev() {
+        for item in unsent.into_iter().rev() {
             self.retry.push_front(item);
         }
         end
     }
 
-    fn delivered(&mut self, item: &Item, partition: i32, offset: Option<i64>) {
+    /// Handles the outcome of the oldest record in flight. A failure stops sending until the
+    /// flight is answered (it cut the producer session, so nothing after it should have been
+    /// delivered; what was anyway is counted in `spillway_order_breaks` and not sent again).
+    fn answered(&mut self, flying: Flying, delivery: Delivery) {
+        let Flying {
+            position,
+            priority,
+            partition,
+            ..
+        } = flying;
+        let retry = |position, record: Arc<OutRecord>, partition, possibly_persisted| Item {
+            position,
+            envelope: Envelope {
+                record: Arc::unwrap_or_clone(record),
+                priority,
+                partition,
+                possibly_persisted,
+            },
+        };
+        match delivery.outcome {
+            Outcome::Delivered {
+                partition: p,
+                offset,
+            } => {
+                if self.failing {
+                    self.core.metrics.order_breaks.inc();
+                    tracing::error!(id = %delivery.record.id, "delivered after an earlier record of its stream failed");
+                } else {
+                    self.backoff = INITIAL_BACKOFF;
+                }
+                self.core.breaker_outcome(self.route, true);
+                self.delivered(&delivery.record, &position, p, offset);
+            }
+            Outcome::Permanent {
+                error,
+                dead_lettered,
+                ..
+            } => {
+                self.core
+                    .on_dead_lettered(&delivery.record, &error.reason(), dead_lettered);
+                self.resolve(&position);
+            }
+            Outcome::NotPersisted { error, .. } => {
+                self.core.breaker_outcome(self.route, false);
+                self.core.count_delivery_error(self.kind.topic(), &error);
+                self.failing = true;
+                self.failed
+                    .push(retry(position, delivery.record, partition, None));
+            }
+            Outcome::PossiblyPersisted {
+                partition: p,
+                error,
+                known_before,
+            } => {
+                self.core.breaker_outcome(self.route, false);
+                self.core.count_delivery_error(self.kind.topic(), &error);
+                self.failing = true;
+                self.failed.push(retry(
+                    position,
+                    delivery.record,
+                    Some(p),
+                    Some(known_before),
+                ));
+            }
+        }
+    }
+
+    fn delivered(
+        &mut self,
+        record: &OutRecord,
+        position: &Position,
+        partition: i32,
+        offset: Option<i64>,
+    ) {
         if let Some(o) = offset {
             let e = self.offsets.entry(partition).or_insert(o);
             *e = (*e).max(o);
         }
-        let record = &item.envelope.record;
         self.core.metrics.delivered(&record.topic);
         self.core.receipts.set(
             &record.id,
@@ -487,7 +594,7 @@ impl Forwarder {
                 offset,
             },
         );
-        self.resolve(&item.position);
+        self.resolve(position);
     }
 
     fn dead_lettered(&mut self, item: &Item, reason: &str) {
@@ -510,11 +617,9 @@ impl Forwarder {
         }
     }
 
-    fn ack(&self, position: &Position) {
-        if let Err(e) = self
-            .reader
-            .ack_with_meta(position.seq, &encode_offsets(&self.offsets))
-        {
+    fn ack(&mut self, position: &Position) {
+        encode_offsets_into(&self.offsets, &mut self.meta);
+        if let Err(e) = self.reader.ack_with_meta(position.seq, &self.meta) {
             tracing::error!(%position, "acknowledging in the spool: {e}");
         }
     }
@@ -544,20 +649,24 @@ fn set_aside(
 }
 
 /// The checkpoint blob: `u16 count`, then per partition `i32 partition, i64 offset` (LE). At
-/// most 80 partitions fit the spool's 1 KiB; the highest offsets are kept.
-pub(crate) fn encode_offsets(offsets: &BTreeMap<i32, i64>) -> Vec<u8> {
-    let mut entries: Vec<(i32, i64)> = offsets.iter().map(|(p, o)| (*p, *o)).collect();
-    if entries.len() > 80 {
-        entries.sort_by_key(|(_, o)| std::cmp::Reverse(*o));
-        entries.truncate(80);
-    }
-    let mut out = Vec::with_capacity(2 + entries.len() * 12);
-    out.extend_from_slice(&(entries.len() as u16).to_le_bytes());
-    for (p, o) in entries {
+/// most 80 partitions fit the spool's 1 KiB; the highest offsets are kept. Written into `out`
+/// (cleared first), which allocates nothing once `out` is big enough.
+fn encode_offsets_into(offsets: &BTreeMap<i32, i64>, out: &mut Vec<u8>) {
+    let put = |out: &mut Vec<u8>, (p, o): (i32, i64)| {
         out.extend_from_slice(&p.to_le_bytes());
         out.extend_from_slice(&o.to_le_bytes());
+    };
+    out.clear();
+    if offsets.len() <= 80 {
+        out.extend_from_slice(&(offsets.len() as u16).to_le_bytes());
+        offsets.iter().for_each(|(p, o)| put(out, (*p, *o)));
+        return;
     }
-    out
+    let mut entries: Vec<(i32, i64)> = offsets.iter().map(|(p, o)| (*p, *o)).collect();
+    entries.sort_by_key(|(_, o)| std::cmp::Reverse(*o));
+    entries.truncate(80);
+    out.extend_from_slice(&(entries.len() as u16).to_le_bytes());
+    entries.into_iter().for_each(|e| put(out, e));
 }
 
 pub(crate) fn decode_offsets(meta: &[u8]) -> BTreeMap<i32, i64> {
@@ -583,6 +692,12 @@ pub(crate) fn decode_offsets(meta: &[u8]) -> BTreeMap<i32, i64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn encode_offsets(offsets: &BTreeMap<i32, i64>) -> Vec<u8> {
+        let mut out = vec![9; 3];
+        encode_offsets_into(offsets, &mut out);
+        out
+    }
 
     #[test]
     fn checkpoint_offsets_survive_their_encoding_and_garbage_gives_none() {

@@ -164,10 +164,8 @@ impl Default for CanarySettings {
 pub struct DrainSettings {
     /// Records per second all forwarders may send together; `None`: unlimited.
     pub rate: Option<u32>,
-    /// Records one forwarder sends before awaiting their outcomes (a round; at most 8 MiB of
-    /// new records are read for one). Rounds do not overlap, so each waits out `linger.ms` and
-    /// a round trip: 2000 held the drain of 100 B records to ~110k records/s on the mock
-    /// cluster, 20,000 lets it reach ~200k (the CPU's limit there).
+    /// Records one forwarder keeps in flight (sent, not answered). It tops the flight up each
+    /// time half of it is answered, reading at most 8 MiB of new records at a time.
     pub window: usize,
     /// A tail check waits until the partition has been reachable this long.
     #[serde(with = "humantime_serde")]

@@ -11,7 +11,7 @@ use rdkafka::types::RDKafkaErrorCode;
 
 use super::session::Pending;
 use super::ticket::{InFlight, park, ticket};
-use super::{DeliveryError, DeliveryFuture, SendError, Shared, TopicMeta};
+use super::{DeliveryError, DeliveryFuture, Refused, SendError, Shared, TopicMeta};
 use crate::health::TopicPartition;
 use crate::partitioner::partition_for_key;
 use crate::record::{ID_HEADER, OutRecord};
@@ -107,30 +107,26 @@ impl Shared {
             .map(|p| (p, true)))
     }
 
-    pub(super) fn send(&self, record: OutRecord) -> Result<DeliveryFuture, SendError> {
+    pub(super) fn send(&self, record: OutRecord) -> Result<DeliveryFuture, Refused> {
         if self.closed.load(Ordering::Relaxed) {
-            return Err(SendError::Closed);
+            return Err(Box::new((SendError::Closed, record)));
         }
-        let Some((partition, placed_by_us)) = self.place(&record)? else {
-            return Err(SendError::NoHealthyPartition(record.topic));
+        let (partition, placed_by_us) = match self.place(&record) {
+            Ok(Some(placed)) => placed,
+            Ok(None) => {
+                let e = SendError::NoHealthyPartition(record.topic.clone());
+                return Err(Box::new((e, record)));
+            }
+            Err(e) => return Err(Box::new((e, record))),
         };
         if !placed_by_us {
-            let health = self.health.lock();
-            if !health.is_healthy(&(record.topic.as_str(), partition)) {
-                let tp = TopicPartition::new(record.topic.as_str(), partition);
-                let reason = health
-                    .unhealthy()
-                    .into_iter()
-                    .find(|(u, _, _)| *u == tp)
-                    .map_or_else(String::new, |(_, r, _)| r.to_string());
-                return Err(SendError::PartitionUnhealthy {
-                    topic: record.topic,
-                    partition,
-                    reason,
-                });
+            if let Some(e) = self.unhealthy(&record.topic, partition) {
+                return Err(Box::new((e, record)));
             }
         }
-        self.admit(record.size())?;
+        if let Err(e) = self.admit(record.size()) {
+            return Err(Box::new((e, record)));
+        }
         let (reply, waiter) = ticket();
         let record = Arc::new(record);
         let now = Instant::now();
@@ -144,13 +140,35 @@ impl Shared {
             sent_at: now,
             reply,
         };
-        match self.dispatch(pending, now).map_err(|refused| *refused) {
+        match self.dispatch(pending, now) {
             Ok(()) => Ok(DeliveryFuture::new(waiter, record)),
-            Err((e, pending)) => {
+            Err(refused) => {
+                let (e, pending) = *refused;
                 self.release(&pending);
-                Err(e)
+                drop(record);
+                let record = Arc::unwrap_or_clone(pending.record);
+                Err(Box::new((e, record)))
             }
         }
+    }
+
+    /// Why a record may not go to a partition the caller chose, if it may not.
+    fn unhealthy(&self, topic: &str, partition: i32) -> Option<SendError> {
+        let health = self.health.lock();
+        if health.is_healthy(&(topic, partition)) {
+            return None;
+        }
+        let tp = TopicPartition::new(topic, partition);
+        let reason = health
+            .unhealthy()
+            .into_iter()
+            .find(|(u, _, _)| *u == tp)
+            .map_or_else(String::new, |(_, r, _)| r.to_string());
+        Some(SendError::PartitionUnhealthy {
+            topic: topic.to_string(),
+            partition,
+            reason,
+        })
     }
 
     pub(super) fn admit(&self, bytes: usize) -> Result<(), SendError> {

@@ -246,8 +246,8 @@ impl Shared {
             "spillway.dlq.error".into(),
             error.message.clone().into_bytes(),
         ));
-        if let Err(e) = self.send(copy) {
-            tracing::warn!("dead-letter topic {topic}: {e}");
+        if let Err(refused) = self.send(copy) {
+            tracing::warn!("dead-letter topic {topic}: {}", refused.0);
         }
     }
 

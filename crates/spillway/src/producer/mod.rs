@@ -66,6 +66,10 @@ use rdkafka::producer::Producer as _;
 
 pub use outcome::{Delivery, DeliveryError, DeliveryFuture, Outcome, SendError};
 
+/// A record the producer did not take, with why (boxed: the path is rare, and the success
+/// path stays small).
+pub type Refused = Box<(SendError, OutRecord)>;
+
 use self::session::{Pending, Session};
 use crate::config::{ConfigError, Finding, KafkaSettings};
 use crate::deadletter::{DeadLetterError, DeadLetterLog};
@@ -286,6 +290,12 @@ impl Producer {
     /// Hands a record to Kafka. The partition is chosen here (see module docs). Returns a
     /// future of its delivery report, or why it was not handed over (nothing written).
     pub fn send(&self, record: OutRecord) -> Result<DeliveryFuture, SendError> {
+        self.shared.send(record).map_err(|refused| refused.0)
+    }
+
+    /// [`Producer::send`] that hands a refused record back with why, so that a caller with
+    /// somewhere else to put it need not keep a copy of every record it sends.
+    pub fn send_or_return(&self, record: OutRecord) -> Result<DeliveryFuture, Refused> {
         self.shared.send(record)
     }
 
