@@ -210,9 +210,23 @@ impl Spool {
         stream: &StreamName,
         record: RecordIn,
     ) -> Result<Position, AppendError> {
-        let rx = self.submit(stream, vec![record])?;
-        let positions = rx.await.map_err(|_| AppendError::Closed)??;
-        Ok(positions.into_iter().next().expect("one record"))
+        let seq = self.append_detached(stream, record).await?;
+        Ok(Position {
+            stream: stream.clone(),
+            seq,
+        })
+    }
+
+    /// [`Spool::append`], queued now rather than at the first poll, with a future that
+    /// borrows nothing and resolves to the record's sequence number. The hot path of callers
+    /// that keep the stream's name themselves.
+    pub fn append_detached(
+        &self,
+        stream: &StreamName,
+        record: RecordIn,
+    ) -> impl Future<Output = Result<Seq, AppendError>> + Send + 'static {
+        let submitted = self.submit(stream, vec![record]);
+        async move { submitted?.await.map_err(|_| AppendError::Closed)? }
     }
 
     /// Appends records to one stream together: consecutive sequence numbers, one write, one
@@ -225,8 +239,12 @@ impl Spool {
         if records.is_empty() {
             return Ok(Vec::new());
         }
-        let rx = self.submit(stream, records)?;
-        rx.await.map_err(|_| AppendError::Closed)?
+        let n = records.len() as u64;
+        let first = self
+            .submit(stream, records)?
+            .await
+            .map_err(|_| AppendError::Closed)??;
+        Ok(positions(stream, first, n))
     }
 
     /// Blocking [`Spool::append`] for synchronous callers. Must not be called from inside an
@@ -236,9 +254,14 @@ impl Spool {
         stream: &StreamName,
         record: RecordIn,
     ) -> Result<Position, AppendError> {
-        let rx = self.submit(stream, vec![record])?;
-        let positions = rx.blocking_recv().map_err(|_| AppendError::Closed)??;
-        Ok(positions.into_iter().next().expect("one record"))
+        let seq = self
+            .submit(stream, vec![record])?
+            .blocking_recv()
+            .map_err(|_| AppendError::Closed)??;
+        Ok(Position {
+            stream: stream.clone(),
+            seq,
+        })
     }
 
     /// Blocking [`Spool::append_batch`].
@@ -250,16 +273,19 @@ impl Spool {
         if records.is_empty() {
             return Ok(Vec::new());
         }
-        self.submit(stream, records)?
+        let n = records.len() as u64;
+        let first = self
+            .submit(stream, records)?
             .blocking_recv()
-            .map_err(|_| AppendError::Closed)?
+            .map_err(|_| AppendError::Closed)??;
+        Ok(positions(stream, first, n))
     }
 
     fn submit(
         &self,
         name: &StreamName,
         records: Vec<RecordIn>,
-    ) -> Result<oneshot::Receiver<Result<Vec<Position>, AppendError>>, AppendError> {
+    ) -> Result<oneshot::Receiver<Result<Seq, AppendError>>, AppendError> {
         let shared = &self.inner.shared;
         if shared.closed.load(Ordering::Acquire) {
             return Err(AppendError::Closed);
@@ -410,4 +436,14 @@ impl Spool {
         drop(self);
         result
     }
+}
+
+/// The positions of `n` records appended together from `first` on.
+fn positions(stream: &StreamName, first: Seq, n: u64) -> Vec<Position> {
+    (0..n)
+        .map(|i| Position {
+            stream: stream.clone(),
+            seq: Seq(first.0 + i),
+        })
+        .collect()
 }

@@ -7,7 +7,7 @@ use crate::fs::{FileHandle, FileSystem, write_all_at};
 use crate::segment::{self, SegmentMeta};
 use crate::spool::Shared;
 use crate::stream::Stream;
-use crate::{AppendError, Position, SegmentId, Seq};
+use crate::{AppendError, SegmentId, Seq};
 use std::io;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -15,7 +15,8 @@ use std::sync::atomic::Ordering;
 /// What one stream's part of a batch did, pending its sync.
 #[derive(Default)]
 pub(super) struct Staged {
-    pub positions: Vec<Vec<Seq>>,
+    /// Per request, the sequence number of its first record (the others follow it).
+    pub firsts: Vec<Seq>,
     /// Files written (to fdatasync).
     pub files: Vec<Arc<dyn FileHandle>>,
     /// Whether a segment was created (its directory must be fsync'd).
@@ -62,7 +63,7 @@ pub(super) fn write_group(
     let now = crate::types::now_ms();
     let mut buf = Vec::with_capacity(reqs.iter().map(|r| r.bytes as usize).sum());
     for req in reqs {
-        let mut seqs = Vec::with_capacity(req.records.len());
+        out.firsts.push(ws.next_seq);
         for rec in &req.records {
             let total = encoded_len(rec.payload.len()) as u64;
             let active = ws.active.as_mut().expect("active segment");
@@ -83,9 +84,7 @@ pub(super) fn write_group(
                 .meta
                 .note_record(seq, now, offset, total, cfg.index_interval_bytes);
             ws.next_seq = seq.next();
-            seqs.push(seq);
         }
-        out.positions.push(seqs);
     }
     let active = ws.active.as_mut().expect("active segment");
     flush_buf(fs, &ws.stream, active, &mut buf, out)?;
@@ -217,18 +216,10 @@ pub(super) fn publish(shared: &Shared, stream: &Stream, reqs: Vec<AppendRequest>
     stream.notify.notify_one();
     shared.used_bytes.fetch_add(st.written, Ordering::AcqRel);
     let mut records = 0;
-    for (r, seqs) in reqs.into_iter().zip(st.positions) {
+    for (r, first) in reqs.into_iter().zip(st.firsts) {
         shared.pending_bytes.fetch_sub(r.bytes, Ordering::AcqRel);
-        records += seqs.len() as u64;
-        let name = &r.stream.name;
-        let positions = seqs
-            .into_iter()
-            .map(|seq| Position {
-                stream: name.clone(),
-                seq,
-            })
-            .collect();
-        let _ = r.reply.send(Ok(positions));
+        records += r.records.len() as u64;
+        let _ = r.reply.send(Ok(first));
     }
     shared
         .counters

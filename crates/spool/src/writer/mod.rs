@@ -21,7 +21,7 @@ use crate::segment::SegmentMeta;
 use crate::spool::Shared;
 use crate::stream::Stream;
 use crate::sync_pool::{self, SyncJob, SyncPool};
-use crate::{AppendError, FlushError, FsyncPolicy, Position, RecordIn, Seq, StreamName};
+use crate::{AppendError, FlushError, FsyncPolicy, RecordIn, Seq, StreamName};
 use group::Staged;
 use std::collections::{HashMap, VecDeque};
 use std::io;
@@ -51,7 +51,8 @@ pub(crate) struct AppendRequest {
     pub records: Vec<RecordIn>,
     /// Encoded bytes reserved in `pending_bytes`.
     pub bytes: u64,
-    pub reply: oneshot::Sender<Result<Vec<Position>, AppendError>>,
+    /// The sequence number of the first record; the others follow it without gaps.
+    pub reply: oneshot::Sender<Result<Seq, AppendError>>,
 }
 
 #[derive(Debug)]
