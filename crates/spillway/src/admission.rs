@@ -45,7 +45,6 @@ impl Core {
             ));
         }
         let (ri, route) = self.routes.lookup(&record.topic);
-        let route = route.clone();
         if route.mode.spools() && record.topic.len() > MAX_SPOOLED_TOPIC {
             return Err(Rejected::new(
                 RejectReason::Invalid,
@@ -53,7 +52,7 @@ impl Core {
             ));
         }
         let priority = record.priority.unwrap_or(route.default_priority);
-        self.shed(ri, &route, priority, &record.topic)?;
+        self.shed(ri, route, priority, &record.topic)?;
         let out = OutRecord {
             topic: record.topic,
             key: record.key,
@@ -85,7 +84,7 @@ impl Core {
                     Ok(self.keyless(ri, out, priority))
                 }
             }
-            Mode::Direct => Ok(self.direct(ri, &route, out)),
+            Mode::Direct => Ok(self.direct(ri, route, out)),
         }
     }
 

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use futures::FutureExt;
 use futures::future::BoxFuture;
 use parking_lot::Mutex;
-use spillway_spool::{AppendError, Position, Spool, StreamName};
+use spillway_spool::{AppendError, Seq, Spool, StreamName};
 use tokio::sync::{Notify, watch};
 
 use crate::api::{Accepted, ReceiptStatus, RejectReason, Rejected};
@@ -79,11 +79,11 @@ impl std::fmt::Debug for Core {
 
 impl Core {
     pub(crate) fn backlog(&self, stream: &StreamName) -> Arc<Backlog> {
-        self.backlogs
-            .lock()
-            .entry(stream.clone())
-            .or_default()
-            .clone()
+        let mut backlogs = self.backlogs.lock();
+        if let Some(b) = backlogs.get(stream) {
+            return b.clone();
+        }
+        backlogs.entry(stream.clone()).or_default().clone()
     }
 
     pub(crate) fn breaker_closed(&self, route: usize) -> bool {
@@ -143,15 +143,16 @@ impl Core {
         self: &Arc<Self>,
         stream: &StreamName,
         envelope: &Envelope,
-    ) -> BoxFuture<'static, Result<Position, AppendError>> {
+    ) -> BoxFuture<'static, Result<Seq, AppendError>> {
         self.backlog(stream)
             .unresolved
             .fetch_add(1, Ordering::AcqRel);
         self.ensure_forwarder(stream);
-        let spool = self.spool.clone();
-        let stream = stream.clone();
-        let record = record_in(envelope);
-        async move { spool.append(&stream, record).await }.boxed()
+        // Queued now, so that appends are in call order (and a dropped answer does not leave
+        // the backlog counting a record that never reaches the spool).
+        self.spool
+            .append_detached(stream, record_in(envelope))
+            .boxed()
     }
 
     /// Finishes an append: receipt and reply on success; on failure the record was not
@@ -160,7 +161,7 @@ impl Core {
         &self,
         stream: &StreamName,
         envelope: &Envelope,
-        result: Result<Position, AppendError>,
+        result: Result<Seq, AppendError>,
         reply: Reply,
     ) {
         let topic = &envelope.record.topic;

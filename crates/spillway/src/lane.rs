@@ -24,7 +24,7 @@ use std::time::Instant;
 
 use futures::FutureExt;
 use futures::future::BoxFuture;
-use spillway_spool::{AppendError, Position, RecordIn, StreamName};
+use spillway_spool::{AppendError, RecordIn, Seq, StreamName};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::api::{Accepted, Priority, ReceiptStatus, RejectReason, Rejected};
@@ -87,7 +87,7 @@ enum Entry {
     Queued { envelope: Envelope, reply: Reply },
     /// Appended, waiting for the fsync.
     Appending {
-        fut: BoxFuture<'static, Result<Position, AppendError>>,
+        fut: BoxFuture<'static, Result<Seq, AppendError>>,
         envelope: Envelope,
         reply: Reply,
     },
@@ -95,7 +95,7 @@ enum Entry {
 
 enum Resolved {
     Direct(Delivery),
-    Appended(Result<Position, AppendError>),
+    Appended(Result<Seq, AppendError>),
 }
 
 struct LaneTask {

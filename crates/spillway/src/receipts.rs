@@ -70,23 +70,22 @@ impl Receipts {
     /// Records `status` for `id`; wakes waiters when it is final.
     pub fn set(&self, id: &SpillwayId, status: ReceiptStatus) {
         let mut inner = self.inner.lock();
-        if self.is_own(id) {
-            if !self.set_own(&mut inner, id.seq, &status) {
-                return;
-            }
-        } else {
-            self.set_other(&mut inner, id, &status);
-        }
         let is_final = !matches!(status, ReceiptStatus::Pending { .. });
+        // Waiters get copies; the store keeps the status itself.
         if is_final && !inner.waiters.is_empty() {
             for w in inner.waiters.remove(id).unwrap_or_default() {
                 let _ = w.send(status.clone());
             }
         }
+        if self.is_own(id) {
+            self.set_own(&mut inner, id.seq, status);
+        } else {
+            self.set_other(&mut inner, id, status);
+        }
     }
 
-    /// Stores an own receipt in its slot; false when it is older than the slot's (forgotten).
-    fn set_own(&self, inner: &mut Inner, seq: u64, status: &ReceiptStatus) -> bool {
+    /// Stores an own receipt in its slot, unless it is older than the slot's (forgotten).
+    fn set_own(&self, inner: &mut Inner, seq: u64, status: ReceiptStatus) {
         let at = self.slot_of(seq);
         if at >= inner.ring.len() {
             // Sequences arrive nearly in order, and some never get a receipt (shed records):
@@ -99,22 +98,21 @@ impl Receipts {
         let slot = &mut inner.ring[at];
         let empty = slot.seq == u64::MAX;
         if !empty && slot.seq > seq {
-            return false;
+            return;
         }
         let evicted = (!empty && slot.seq != seq).then_some(slot.seq);
         slot.seq = seq;
-        slot.status = status.clone();
+        slot.status = status;
         if let Some(old) = evicted
             && !inner.waiters.is_empty()
         {
             // Its waiters hear "unknown" (their channel closes) rather than staying here for good.
             inner.waiters.remove(&self.own_id(old));
         }
-        true
     }
 
-    fn set_other(&self, inner: &mut Inner, id: &SpillwayId, status: &ReceiptStatus) {
-        if inner.others.insert(id.clone(), status.clone()).is_none() {
+    fn set_other(&self, inner: &mut Inner, id: &SpillwayId, status: ReceiptStatus) {
+        if inner.others.insert(id.clone(), status).is_none() {
             inner.order.push_back(id.clone());
             while inner.order.len() > self.capacity {
                 if let Some(old) = inner.order.pop_front() {
