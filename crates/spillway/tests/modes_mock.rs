@@ -104,6 +104,35 @@ async fn spool_first_accepts_into_the_spool_and_delivers_everything_in_order_onc
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spool_first_keeps_the_order_of_send_calls_whatever_order_their_answers_are_awaited_in() {
+    spillway_test_support::init_test_logging();
+    let kafka = cluster();
+    let dir = tempfile::tempdir().unwrap();
+    let spillway = Spillway::start(config(&kafka, dir.path(), Mode::SpoolFirst)).unwrap();
+    let send = |i: usize| spillway.send(Record::new(TOPIC).key("k").value(format!("v{i}")));
+    let answers: Vec<_> = (0..20).map(send).collect();
+    // Dropped unpolled: the call accepted it into the spool's queue, so it is sent all the same,
+    // and the backlog does not wait for it forever.
+    drop(send(20));
+    for answer in answers.into_iter().rev() {
+        assert!(matches!(answer.await, Ok(Accepted::Spooled { .. })));
+    }
+    assert!(
+        spillway.flush(Duration::from_secs(60)).await,
+        "the backlog drains: {:?}",
+        spillway.status()
+    );
+    let records = read_topic_until(kafka.bootstrap(), TOPIC, 21, Duration::from_secs(30)).unwrap();
+    let values: Vec<String> = records
+        .iter()
+        .map(|r| String::from_utf8_lossy(r.value.as_deref().unwrap_or_default()).into_owned())
+        .collect();
+    let expected: Vec<String> = (0..21).map(|i| format!("v{i}")).collect();
+    assert_eq!(values, expected, "in the order of the send calls");
+    spillway.shutdown(Duration::from_secs(5)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_drain_held_back_by_the_in_flight_limit_still_delivers_everything_in_order_once() {
     spillway_test_support::init_test_logging();
     let kafka = cluster();
