@@ -218,7 +218,7 @@ impl Core {
         if !self.route_open_for_direct(route) {
             return spool(self, record, None);
         }
-        let sent = self.producer.send(record.clone());
+        let sent = self.producer.send_or_return(record);
         let core = self.clone();
         async move {
             let delivery = match sent {
@@ -243,16 +243,15 @@ impl Core {
                         }
                     }
                 }
-                Err(_) => return spool(&core, record, None).await,
+                Err(refused) => return spool(&core, refused.1, None).await,
             };
+            if let Outcome::Delivered { partition, offset } = delivery.outcome {
+                core.breaker_outcome(route, true);
+                return Ok(core.on_direct_delivered(&delivery.record, partition, offset));
+            }
             let record = Arc::unwrap_or_clone(delivery.record);
             match delivery.outcome {
-                Outcome::Delivered { partition, offset } => {
-                    core.breaker_outcome(route, true);
-                    let (tx, rx) = oneshot::channel();
-                    core.on_direct_delivered(&record, partition, offset, tx);
-                    rx.await.unwrap_or_else(|_| Err(lost()))
-                }
+                Outcome::Delivered { .. } => unreachable!("handled above"),
                 Outcome::Permanent {
                     error,
                     dead_lettered,
@@ -310,32 +309,35 @@ impl Core {
                 }
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
-            let delivery = match core.producer.send(record.clone()) {
+            let delivery = match core.producer.send_or_return(record) {
                 Ok(fut) => fut.await,
-                Err(SendError::NoSuchPartition { .. }) => {
-                    return Err(Rejected::new(RejectReason::Invalid, "no such partition"));
+                Err(refused) => {
+                    let (e, record) = *refused;
+                    return Err(match e {
+                        SendError::NoSuchPartition { .. } => {
+                            Rejected::new(RejectReason::Invalid, "no such partition")
+                        }
+                        SendError::Backpressure(why) => {
+                            core.metrics.record(&record.topic, Counted::Rejected);
+                            Rejected::new(RejectReason::Backpressure, why)
+                                .retry_after(Duration::from_secs(1))
+                        }
+                        e => refuse(&core, &record.topic, e.to_string()),
+                    });
                 }
-                Err(SendError::Backpressure(why)) => {
-                    core.metrics.record(&record.topic, Counted::Rejected);
-                    return Err(Rejected::new(RejectReason::Backpressure, why)
-                        .retry_after(Duration::from_secs(1)));
-                }
-                Err(e) => return Err(refuse(&core, &record.topic, e.to_string())),
             };
-            let record = Arc::unwrap_or_clone(delivery.record);
+            let record = &delivery.record;
             match delivery.outcome {
                 Outcome::Delivered { partition, offset } => {
                     core.breaker_outcome(route_index, true);
-                    let (tx, rx) = oneshot::channel();
-                    core.on_direct_delivered(&record, partition, offset, tx);
-                    rx.await.unwrap_or_else(|_| Err(lost()))
+                    Ok(core.on_direct_delivered(record, partition, offset))
                 }
                 Outcome::Permanent {
                     error,
                     dead_lettered,
                     ..
                 } => {
-                    core.on_dead_lettered(&record, &error.reason(), dead_lettered);
+                    core.on_dead_lettered(record, &error.reason(), dead_lettered);
                     Err(Rejected::new(RejectReason::Permanent, error.to_string()))
                 }
                 Outcome::NotPersisted { error, .. } | Outcome::PossiblyPersisted { error, .. } => {

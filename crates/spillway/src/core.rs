@@ -184,13 +184,13 @@ impl Core {
         }
     }
 
+    /// A record Kafka acknowledged straight away: counted, receipt set; the client's answer.
     pub(crate) fn on_direct_delivered(
         &self,
         record: &OutRecord,
         partition: i32,
         offset: Option<i64>,
-        reply: Reply,
-    ) {
+    ) -> Accepted {
         self.metrics.delivered(&record.topic);
         self.receipts.set(
             &record.id,
@@ -200,11 +200,11 @@ impl Core {
                 offset,
             },
         );
-        let _ = reply.send(Ok(Accepted::Delivered {
+        Accepted::Delivered {
             id: record.id.clone(),
             partition,
             offset,
-        }));
+        }
     }
 
     pub(crate) fn on_dead_lettered(&self, record: &OutRecord, reason: &str, logged: bool) {

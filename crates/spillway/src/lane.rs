@@ -176,9 +176,9 @@ impl LaneTask {
         if self.may_go_direct() {
             // Sent to the partition chosen at admission; the envelope keeps the client's own
             // (explicit or not) partition field.
-            let mut out = record.clone();
-            out.partition = Some(self.tp.partition);
-            match self.core.producer.send(out) {
+            let mut out = record;
+            let client_partition = out.partition.replace(self.tp.partition);
+            let (e, mut record) = match self.core.producer.send_or_return(out) {
                 Ok(fut) => {
                     self.queue.push_back(Entry::Direct {
                         fut,
@@ -187,14 +187,18 @@ impl LaneTask {
                     });
                     return;
                 }
-                Err(SendError::NoSuchPartition { .. }) => {
+                Err(refused) => *refused,
+            };
+            record.partition = client_partition;
+            match e {
+                SendError::NoSuchPartition { .. } => {
                     let _ = reply.send(Err(Rejected::new(
                         RejectReason::Invalid,
                         "no such partition",
                     )));
                     return;
                 }
-                Err(e) => {
+                e => {
                     tracing::debug!(partition = %self.tp, "not sent directly ({e}); spooling");
                     self.spooling = true;
                     self.push_for_spool(self.envelope(record, priority, None), reply);
@@ -286,12 +290,15 @@ impl LaneTask {
 
     fn on_delivery(&mut self, delivery: Delivery, priority: Priority, reply: Reply) {
         let core = &self.core;
+        if let Outcome::Delivered { partition, offset } = delivery.outcome {
+            core.breaker_outcome(self.route, true);
+            let accepted = core.on_direct_delivered(&delivery.record, partition, offset);
+            let _ = reply.send(Ok(accepted));
+            return;
+        }
         let record = Arc::unwrap_or_clone(delivery.record);
         match delivery.outcome {
-            Outcome::Delivered { partition, offset } => {
-                core.breaker_outcome(self.route, true);
-                core.on_direct_delivered(&record, partition, offset, reply);
-            }
+            Outcome::Delivered { .. } => unreachable!("handled above"),
             Outcome::Permanent {
                 error,
                 dead_lettered,
