@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use futures::FutureExt;
 use futures::future::BoxFuture;
+use spillway_spool::StreamName;
 use tokio::sync::oneshot;
 
 use crate::api::{Accepted, Priority, Record, RejectReason, Rejected};
@@ -19,7 +20,7 @@ use crate::partitioner::partition_for_key;
 use crate::producer::{Outcome, SendError};
 use crate::record::OutRecord;
 use crate::route::{FailurePolicy, Mode, Route, valid_topic};
-use crate::streams::{MAX_SPOOLED_TOPIC, StreamKind};
+use crate::streams::MAX_SPOOLED_TOPIC;
 
 type Answer = BoxFuture<'static, Result<Accepted, Rejected>>;
 
@@ -64,22 +65,25 @@ impl Core {
         };
         match route.mode {
             Mode::SpoolFirst => {
-                let (kind, partition) = self.placement(&out)?;
+                let partition = self.partition_of(&out)?;
+                let stream = match partition {
+                    Some(p) => self.stream_names.partition(&out.topic, p),
+                    None => self.stream_names.keyless(&out.topic),
+                };
                 let envelope = Envelope {
                     record: out,
                     priority,
                     partition,
                     possibly_persisted: None,
                 };
-                Ok(self.spool_now(kind, envelope))
+                Ok(self.spool_now(stream, envelope))
             }
             Mode::Failover | Mode::SpoolOnFailure => {
                 if out.is_ordered() {
-                    let (kind, _) = self.placement(&out)?;
-                    let StreamKind::Partition(tp) = kind else {
+                    let Some(p) = self.partition_of(&out)? else {
                         unreachable!("ordered records have a partition")
                     };
-                    Ok(self.through_lane(tp, ri, out, priority))
+                    Ok(self.through_lane(p, ri, out, priority))
                 } else {
                     Ok(self.keyless(ri, out, priority))
                 }
@@ -132,8 +136,8 @@ impl Core {
         Ok(())
     }
 
-    /// The stream (and partition) of a record in the spool.
-    fn placement(&self, out: &OutRecord) -> Result<(StreamKind, Option<i32>), Rejected> {
+    /// The partition of an ordered record (explicit, or its key's); `None` for keyless ones.
+    fn partition_of(&self, out: &OutRecord) -> Result<Option<i32>, Rejected> {
         if let Some(p) = out.partition {
             if let Some(n) = self.partitions.lock().get(&out.topic).copied() {
                 if p >= n {
@@ -146,49 +150,45 @@ impl Core {
                     ));
                 }
             }
-            return Ok((
-                StreamKind::Partition(TopicPartition::new(out.topic.clone(), p)),
-                Some(p),
-            ));
+            return Ok(Some(p));
         }
         if let Some(key) = &out.key {
             let n = self.partition_count(&out.topic)?;
-            let p = partition_for_key(key, n);
-            return Ok((
-                StreamKind::Partition(TopicPartition::new(out.topic.clone(), p)),
-                Some(p),
-            ));
+            return Ok(Some(partition_for_key(key, n)));
         }
-        Ok((StreamKind::Keyless(out.topic.clone()), None))
+        Ok(None)
     }
 
-    fn spool_now(self: &Arc<Self>, kind: StreamKind, envelope: Envelope) -> Answer {
-        let stream = kind.name();
+    fn spool_now(self: &Arc<Self>, stream: StreamName, envelope: Envelope) -> Answer {
         let fut = self.append(&stream, &envelope);
         let core = self.clone();
         async move {
             let result = fut.await;
-            let (tx, rx) = oneshot::channel();
-            core.on_appended(&stream, &envelope, result, tx);
-            rx.await.unwrap_or_else(|_| Err(lost()))
+            core.on_appended(&stream, &envelope, result)
         }
         .boxed()
     }
 
     fn through_lane(
         self: &Arc<Self>,
-        tp: TopicPartition,
+        partition: i32,
         route: usize,
         record: OutRecord,
         priority: Priority,
     ) -> Answer {
-        let stream = StreamKind::Partition(tp.clone()).name();
-        let lane = self
-            .lanes
-            .lock()
-            .entry(stream.clone())
-            .or_insert_with(|| Arc::new(Lane::start(self, tp, stream, route)))
-            .clone();
+        let stream = self.stream_names.partition(&record.topic, partition);
+        let lane = {
+            let mut lanes = self.lanes.lock();
+            match lanes.get(&stream) {
+                Some(lane) => lane.clone(),
+                None => {
+                    let tp = TopicPartition::new(record.topic.as_str(), partition);
+                    let lane = Arc::new(Lane::start(self, tp, stream.clone(), route));
+                    lanes.insert(stream, lane.clone());
+                    lane
+                }
+            }
+        };
         let (reply, rx) = oneshot::channel();
         if !lane.submit(Submission {
             record,
@@ -204,7 +204,7 @@ impl Core {
     /// places them on healthy partitions and re-places failures); into the topic's keyless
     /// stream otherwise, or when Kafka could not take them.
     fn keyless(self: &Arc<Self>, route: usize, record: OutRecord, priority: Priority) -> Answer {
-        let kind = StreamKind::Keyless(record.topic.clone());
+        let stream = self.stream_names.keyless(&record.topic);
         let spool =
             move |core: &Arc<Core>, record: OutRecord, attempt: Option<(i32, Option<i64>)>| {
                 let envelope = Envelope {
@@ -213,7 +213,7 @@ impl Core {
                     partition: attempt.map(|(p, _)| p),
                     possibly_persisted: attempt.map(|(_, known)| known),
                 };
-                core.spool_now(kind.clone(), envelope)
+                core.spool_now(stream.clone(), envelope)
             };
         if !self.route_open_for_direct(route) {
             return spool(self, record, None);

@@ -16,7 +16,8 @@ use tokio::sync::{Notify, watch};
 use crate::api::{Accepted, ReceiptStatus, RejectReason, Rejected};
 use crate::breaker::{Breaker, BreakerState, Transition};
 use crate::envelope::Envelope;
-use crate::lane::{Lane, Reply, pending_receipt, record_in};
+use crate::health::FastMap;
+use crate::lane::{Lane, pending_receipt, record_in};
 use crate::metrics::{Counted, Metrics};
 use crate::producer::{DeliveryError, Producer};
 use crate::receipts::Receipts;
@@ -24,6 +25,7 @@ use crate::record::{IdGenerator, OutRecord};
 use crate::route::Routes;
 use crate::settings::SpillwayConfig;
 use crate::streams::StreamKind;
+use crate::streams::StreamNames;
 use crate::tail::TailReader;
 
 /// Per stream: records appended and not yet delivered (or dead-lettered), and a wake-up for
@@ -45,12 +47,13 @@ pub(crate) struct Core {
     pub config: SpillwayConfig,
     pub producer: Producer,
     pub spool: Spool,
+    pub stream_names: StreamNames,
     pub ids: IdGenerator,
     pub routes: Routes,
     pub breakers: Vec<Mutex<Breaker>>,
-    pub lanes: Mutex<HashMap<StreamName, Arc<Lane>>>,
-    pub backlogs: Mutex<HashMap<StreamName, Arc<Backlog>>>,
-    pub forwarders: Mutex<HashMap<StreamName, tokio::task::JoinHandle<()>>>,
+    pub lanes: Mutex<FastMap<StreamName, Arc<Lane>>>,
+    pub backlogs: Mutex<FastMap<StreamName, Arc<Backlog>>>,
+    pub forwarders: Mutex<FastMap<StreamName, tokio::task::JoinHandle<()>>>,
     pub receipts: Receipts,
     pub metrics: Metrics,
     pub tail: Mutex<TailReader>,
@@ -155,31 +158,30 @@ impl Core {
             .boxed()
     }
 
-    /// Finishes an append: receipt and reply on success; on failure the record was not
-    /// accepted, and leaves the backlog count.
+    /// Finishes an append: receipt on success; on failure the record was not accepted, and
+    /// leaves the backlog count. Returns the client's answer.
     pub(crate) fn on_appended(
         &self,
         stream: &StreamName,
         envelope: &Envelope,
         result: Result<Seq, AppendError>,
-        reply: Reply,
-    ) {
+    ) -> Result<Accepted, Rejected> {
         let topic = &envelope.record.topic;
         match result {
             Ok(_) => {
                 self.receipts
                     .set(&envelope.record.id, pending_receipt(envelope));
                 self.metrics.record(topic, Counted::Spooled);
-                let _ = reply.send(Ok(Accepted::Spooled {
+                Ok(Accepted::Spooled {
                     id: envelope.record.id.clone(),
                     partition: envelope.partition,
-                }));
+                })
             }
             Err(e) => {
                 let backlog = self.backlog(stream);
                 backlog.unresolved.fetch_sub(1, Ordering::AcqRel);
                 self.metrics.record(topic, Counted::Rejected);
-                let _ = reply.send(Err(append_rejection(&e)));
+                Err(append_rejection(&e))
             }
         }
     }

@@ -20,6 +20,7 @@ use crate::breaker::{Breaker, BreakerState};
 use crate::canary::Canary;
 use crate::core::{Backlog, Core, Usage};
 use crate::deadletter::DeadLetterError;
+use crate::health::FastMap;
 use crate::limiter::RateLimiter;
 use crate::metrics::Metrics;
 use crate::producer::{
@@ -168,7 +169,7 @@ impl Spillway {
             }
         }
         let stats = spool.stats();
-        let mut backlogs = HashMap::new();
+        let mut backlogs = FastMap::default();
         let mut recovered = HashSet::new();
         for s in &stats.streams {
             if s.records == 0 {
@@ -194,9 +195,10 @@ impl Spillway {
             ids,
             routes,
             breakers,
-            lanes: Mutex::new(HashMap::new()),
+            lanes: Mutex::new(FastMap::default()),
+            stream_names: Default::default(),
             backlogs: Mutex::new(backlogs),
-            forwarders: Mutex::new(HashMap::new()),
+            forwarders: Mutex::new(FastMap::default()),
             receipts,
             metrics,
             tail: Mutex::new(tail),

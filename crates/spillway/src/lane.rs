@@ -280,8 +280,8 @@ impl LaneTask {
                 },
                 Resolved::Appended(result),
             ) => {
-                self.core
-                    .on_appended(&self.stream, &envelope, result, reply);
+                let answer = self.core.on_appended(&self.stream, &envelope, result);
+                let _ = reply.send(answer);
             }
             _ => unreachable!("front() resolves the front entry's own future"),
         }

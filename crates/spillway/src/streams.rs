@@ -6,9 +6,10 @@
 //! dots are unambiguous. The spool limits names to 255 bytes, so spooling topics are limited to
 //! 240 characters (Kafka allows 249).
 
+use parking_lot::RwLock;
 use spillway_spool::StreamName;
 
-use crate::health::TopicPartition;
+use crate::health::{FastMap, PartitionKey, TopicPartition};
 
 /// Longest topic name whose records can be spooled.
 pub const MAX_SPOOLED_TOPIC: usize = 240;
@@ -51,9 +52,59 @@ impl StreamKind {
     }
 }
 
+/// Stream names, formatted and checked once per topic (and partition), not once per record.
+#[derive(Debug, Default)]
+pub struct StreamNames {
+    keyless: RwLock<FastMap<String, StreamName>>,
+    partitions: RwLock<FastMap<TopicPartition, StreamName>>,
+}
+
+impl StreamNames {
+    /// The stream of `topic`'s keyless records.
+    pub fn keyless(&self, topic: &str) -> StreamName {
+        if let Some(name) = self.keyless.read().get(topic) {
+            return name.clone();
+        }
+        let name = StreamKind::Keyless(topic.to_string()).name();
+        self.keyless
+            .write()
+            .entry(topic.to_string())
+            .or_insert(name)
+            .clone()
+    }
+
+    /// The stream of partition `partition` of `topic`.
+    pub fn partition(&self, topic: &str, partition: i32) -> StreamName {
+        let key: &dyn PartitionKey = &(topic, partition);
+        if let Some(name) = self.partitions.read().get(key) {
+            return name.clone();
+        }
+        let tp = TopicPartition::new(topic, partition);
+        let name = StreamKind::Partition(tp.clone()).name();
+        self.partitions.write().entry(tp).or_insert(name).clone()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cached_stream_names_are_the_names_of_their_kinds() {
+        let names = StreamNames::default();
+        for _ in 0..2 {
+            assert_eq!(
+                names.keyless("a.b"),
+                StreamKind::Keyless("a.b".into()).name()
+            );
+            assert_eq!(
+                names.partition("a.b", 7),
+                StreamKind::Partition(TopicPartition::new("a.b", 7)).name()
+            );
+        }
+        assert_eq!(names.partition("a.b", 8).as_str(), "a.b.p8");
+        assert_eq!(names.keyless("c").as_str(), "c.keyless");
+    }
 
     #[test]
     fn stream_names_round_trip_even_for_dotted_topics() {
