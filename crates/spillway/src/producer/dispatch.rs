@@ -12,7 +12,7 @@ use rdkafka::types::RDKafkaErrorCode;
 use super::session::Pending;
 use super::ticket::{InFlight, park, ticket};
 use super::{DeliveryError, DeliveryFuture, Refused, SendError, Shared, TopicMeta};
-use crate::health::TopicPartition;
+use crate::health::{HealthTracker, TopicPartition};
 use crate::partitioner::partition_for_key;
 use crate::record::{ID_HEADER, OutRecord};
 
@@ -111,36 +111,24 @@ impl Shared {
         if self.closed.load(Ordering::Relaxed) {
             return Err(Box::new((SendError::Closed, record)));
         }
-        let (partition, placed_by_us) = match self.place(&record) {
-            Ok(Some(placed)) => placed,
-            Ok(None) => {
-                let e = SendError::NoHealthyPartition(record.topic.clone());
-                return Err(Box::new((e, record)));
-            }
+        let now = Instant::now();
+        let (partition, placed_by_us, known_before) = match self.place_and_track(&record, now) {
+            Ok(placed) => placed,
             Err(e) => return Err(Box::new((e, record))),
         };
-        if !placed_by_us {
-            if let Some(e) = self.unhealthy(&record.topic, partition) {
-                return Err(Box::new((e, record)));
-            }
-        }
-        if let Err(e) = self.admit(record.size()) {
-            return Err(Box::new((e, record)));
-        }
         let (reply, waiter) = ticket();
         let record = Arc::new(record);
-        let now = Instant::now();
         let pending = Pending {
             record: record.clone(),
             partition,
             placed_by_us,
-            known_before: None,
+            known_before,
             attempts: 0,
             session: 0,
             sent_at: now,
             reply,
         };
-        match self.dispatch(pending, now) {
+        match self.hand_over(pending, now, true) {
             Ok(()) => Ok(DeliveryFuture::new(waiter, record)),
             Err(refused) => {
                 let (e, pending) = *refused;
@@ -152,23 +140,44 @@ impl Shared {
         }
     }
 
-    /// Why a record may not go to a partition the caller chose, if it may not.
-    fn unhealthy(&self, topic: &str, partition: i32) -> Option<SendError> {
-        let health = self.health.lock();
-        if health.is_healthy(&(topic, partition)) {
-            return None;
-        }
-        let tp = TopicPartition::new(topic, partition);
-        let reason = health
-            .unhealthy()
-            .into_iter()
-            .find(|(u, _, _)| *u == tp)
-            .map_or_else(String::new, |(_, r, _)| r.to_string());
-        Some(SendError::PartitionUnhealthy {
-            topic: topic.to_string(),
-            partition,
-            reason,
-        })
+    /// Chooses the partition as [`Shared::place`] does, checks it and the in-flight limits,
+    /// and counts the record as outstanding on it, under one lock of the health tracker (the
+    /// delivery thread takes it for every report too). Returns the partition, whether
+    /// Spillway chose it, and the highest offset known delivered there.
+    fn place_and_track(
+        &self,
+        record: &OutRecord,
+        now: Instant,
+    ) -> Result<(i32, bool, Option<i64>), SendError> {
+        let topic = record.topic.as_str();
+        let partitions = self.partitions(topic)?;
+        let chosen = match (record.partition, &record.key) {
+            (Some(p), _) if p < 0 || p >= partitions => {
+                return Err(SendError::NoSuchPartition {
+                    topic: topic.to_string(),
+                    partition: p,
+                    partitions,
+                });
+            }
+            (Some(p), _) => Some(p),
+            (None, Some(key)) => Some(partition_for_key(key, partitions)),
+            (None, None) => None,
+        };
+        let mut health = self.health.lock();
+        let (partition, placed_by_us) = match chosen {
+            Some(p) if health.is_healthy(&(topic, p)) => (p, false),
+            Some(p) => return Err(unhealthy(&health, topic, p)),
+            None => match self
+                .sticky
+                .choose(topic, partitions, |p| health.is_healthy(&(topic, p)))
+            {
+                Some(p) => (p, true),
+                None => return Err(SendError::NoHealthyPartition(topic.to_string())),
+            },
+        };
+        self.admit(record.size())?;
+        let known_before = health.on_send(&(topic, partition), now);
+        Ok((partition, placed_by_us, known_before))
     }
 
     pub(super) fn admit(&self, bytes: usize) -> Result<(), SendError> {
@@ -197,14 +206,29 @@ impl Shared {
     /// back with why (boxed: that path is rare, and the success path stays small).
     pub(super) fn dispatch(
         &self,
+        pending: Pending,
+        now: Instant,
+    ) -> Result<(), Box<(SendError, Pending)>> {
+        self.hand_over(pending, now, false)
+    }
+
+    /// [`Shared::dispatch`]; `tracked`: the caller already counted the record as outstanding
+    /// on its partition (and set `known_before`).
+    fn hand_over(
+        &self,
         mut pending: Pending,
         now: Instant,
+        tracked: bool,
     ) -> Result<(), Box<(SendError, Pending)>> {
         // The read guard is held through the hand-over rather than cloning the session's Arc
         // (two atomic operations on a counter every sender shares); a cut waits for it, and
         // nothing below takes the session lock again.
         let current = self.session.read();
         let Some(session) = current.as_ref() else {
+            if tracked {
+                let tp = (pending.record.topic.as_str(), pending.partition);
+                self.health.lock().on_settled(&tp, now);
+            }
             return Err(Box::new((SendError::Closed, pending)));
         };
         pending.session = session.id;
@@ -212,10 +236,12 @@ impl Shared {
         pending.attempts += 1;
         let record = pending.record.clone();
         let partition = pending.partition;
-        pending.known_before = self
-            .health
-            .lock()
-            .on_send(&(record.topic.as_str(), partition), now);
+        if !tracked {
+            pending.known_before = self
+                .health
+                .lock()
+                .on_send(&(record.topic.as_str(), partition), now);
+        }
         let id = record.id.to_text();
         let mut headers = OwnedHeaders::new_with_capacity(record.headers.len() + 1);
         for (k, v) in &record.headers {
@@ -264,5 +290,20 @@ impl Shared {
                 )))
             }
         }
+    }
+}
+
+/// Why a record may not go to partition `partition` of `topic`, which the caller chose.
+fn unhealthy(health: &HealthTracker, topic: &str, partition: i32) -> SendError {
+    let tp = TopicPartition::new(topic, partition);
+    let reason = health
+        .unhealthy()
+        .into_iter()
+        .find(|(u, _, _)| *u == tp)
+        .map_or_else(String::new, |(_, r, _)| r.to_string());
+    SendError::PartitionUnhealthy {
+        topic: topic.to_string(),
+        partition,
+        reason,
     }
 }
