@@ -24,8 +24,7 @@ use crate::receipts::Receipts;
 use crate::record::{IdGenerator, OutRecord};
 use crate::route::Routes;
 use crate::settings::SpillwayConfig;
-use crate::streams::StreamKind;
-use crate::streams::StreamNames;
+use crate::streams::{StreamKind, StreamNames};
 use crate::tail::TailReader;
 
 /// Per stream: records appended and not yet delivered (or dead-lettered), and a wake-up for

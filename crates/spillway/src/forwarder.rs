@@ -167,6 +167,10 @@ impl Forwarder {
                 None
             };
             if let Some(mut flying) = self.flight.pop_front() {
+                // Outcomes can be ready faster than they are handled, and then nothing here
+                // waits: give the runtime back its thread now and then (tokio's task budget),
+                // or the other tasks on this worker starve for the whole drain.
+                tokio::task::consume_budget().await;
                 let delivery = (&mut flying.delivery).await;
                 self.answered(flying, delivery);
                 if self.failing && self.flight.is_empty() {

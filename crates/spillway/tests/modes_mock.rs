@@ -294,6 +294,52 @@ async fn keyless_records_caught_in_a_blackhole_are_spooled_at_once_and_delivered
     spillway.shutdown(Duration::from_secs(5)).await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+async fn a_long_drain_hands_its_worker_thread_back_to_the_other_tasks() {
+    let kafka = cluster();
+    let dir = tempfile::tempdir().unwrap();
+    let spillway = Spillway::start(config(&kafka, dir.path(), Mode::SpoolFirst)).unwrap();
+    for b in 1..=3 {
+        kafka.make_unreachable(b, Unreachable::Blackhole).unwrap();
+    }
+    const RECORDS: usize = 50_000;
+    let sends = (0..RECORDS).map(|i| spillway.send(Record::new(TOPIC).value(format!("v{i}"))));
+    let answers = futures::future::join_all(sends).await;
+    assert!(answers.iter().all(Result::is_ok), "everything is spooled");
+    for b in 1..=3 {
+        kafka.make_reachable(b).unwrap();
+    }
+    // A task that only yields runs whenever the single worker is handed back. Delivery reports
+    // arrive from the producer's own thread, so a forwarder that handled every ready outcome
+    // before waiting would keep the worker for the whole drain.
+    let draining = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let turns = tokio::spawn({
+        let draining = draining.clone();
+        async move {
+            let mut turns = 0u64;
+            while draining.load(std::sync::atomic::Ordering::Relaxed) {
+                tokio::task::yield_now().await;
+                turns += 1;
+            }
+            turns
+        }
+    });
+    // A liveness bound, not a speed check.
+    assert!(
+        spillway.flush(Duration::from_secs(120)).await,
+        "the backlog drains: {:?}",
+        spillway.status()
+    );
+    draining.store(false, std::sync::atomic::Ordering::Relaxed);
+    let turns = turns.await.unwrap();
+    eprintln!("turns of the other task during the drain: {turns}");
+    assert!(
+        turns >= 50,
+        "the other task ran {turns} times while {RECORDS} records drained"
+    );
+    spillway.shutdown(Duration::from_secs(5)).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn while_degraded_bulk_is_shed_and_critical_is_spooled() {
     let kafka = cluster();
