@@ -95,6 +95,10 @@ struct Forwarder {
     failed: Vec<Item>,
     /// The checkpoint blob, re-encoded in place for each acknowledgement.
     meta: Vec<u8>,
+    /// Undecodable records that could not be set aside yet, with why they are undecodable.
+    unset: VecDeque<(spillway_spool::Record, String)>,
+    /// The last attempt to set one aside.
+    unset_tried: Instant,
     offsets: BTreeMap<i32, i64>,
     /// Ids already in Kafka found by the start-up scan, per partition scanned.
     startup: Option<HashMap<SpillwayId, (i32, i64)>>,
@@ -140,6 +144,8 @@ pub(crate) async fn run(core: Arc<Core>, kind: StreamKind, stream: StreamName) {
         failing: false,
         failed: Vec::new(),
         meta: Vec::new(),
+        unset: VecDeque::new(),
+        unset_tried: Instant::now(),
         offsets,
         startup,
         reachable_since: HashMap::new(),
@@ -280,6 +286,11 @@ impl Forwarder {
     /// Up to `limit` records: those to retry first, then new ones from the reader (at most
     /// 8 MiB of them).
     fn next_batch(&mut self, limit: usize) -> Result<Vec<Item>, spillway_spool::ReadError> {
+        if !self.unset.is_empty() && self.unset_tried.elapsed() >= IDLE {
+            for (record, why) in std::mem::take(&mut self.unset) {
+                self.set_aside_or_keep(record, why);
+            }
+        }
         let window = limit.max(1);
         let mut round: Vec<Item> = Vec::new();
         while round.len() < window {
@@ -299,26 +310,35 @@ impl Forwarder {
                         // Undecodable (written by a newer version, or damaged past the CRC): it
                         // cannot be delivered. Its bytes go to `undecodable.jsonl` (fsync'd)
                         // before it leaves the stream, so nothing disappears unseen.
-                        tracing::error!(position = %record.position, "undecodable spooled record set aside: {e}");
-                        match set_aside(self.core.spool.dir(), &record, &e.to_string()) {
-                            Ok(()) => {
-                                self.core
-                                    .metrics
-                                    .record(self.kind.topic(), Counted::DeadLettered);
-                                self.resolve(&record.position);
-                            }
-                            Err(io) => {
-                                tracing::error!(
-                                    "cannot write undecodable.jsonl ({io}); the record stays in the spool"
-                                );
-                                return Ok(round);
-                            }
-                        }
+                        tracing::error!(position = %record.position, "undecodable spooled record: {e}");
+                        self.set_aside_or_keep(record, e.to_string());
                     }
                 }
             }
         }
         Ok(round)
+    }
+
+    /// Sets an undecodable record aside and resolves it; if `undecodable.jsonl` cannot be
+    /// written, keeps it (unacknowledged, so it holds the stream's checkpoint) and tries again
+    /// at a later batch. The records after it go on meanwhile: it can never be delivered, so
+    /// there is no order to keep with it.
+    fn set_aside_or_keep(&mut self, record: spillway_spool::Record, why: String) {
+        self.unset_tried = Instant::now();
+        match set_aside(self.core.spool.dir(), &record, &why) {
+            Ok(()) => {
+                tracing::warn!(position = %record.position, "undecodable record set aside in undecodable.jsonl");
+                self.core
+                    .metrics
+                    .record(self.kind.topic(), Counted::DeadLettered);
+                self.resolve(&record.position);
+            }
+            Err(io) => {
+                tracing::error!(position = %record.position,
+                    "cannot write undecodable.jsonl ({io}); the record stays in the spool, tried again later");
+                self.unset.push_back((record, why));
+            }
+        }
     }
 
     /// Drops records already in Kafka from the round (acknowledging them), and clears the

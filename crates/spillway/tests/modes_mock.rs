@@ -614,3 +614,47 @@ async fn an_undecodable_spooled_record_is_set_aside_with_its_bytes_and_the_rest_
     );
     spillway.shutdown(Duration::from_secs(5)).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_undecodable_record_that_cannot_be_set_aside_yet_is_set_aside_later_and_the_rest_drains()
+{
+    let kafka = cluster();
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let (spool, _) =
+            spillway_spool::Spool::open(dir.path(), spillway_spool::SpoolConfig::default())
+                .unwrap();
+        let stream = spillway_spool::StreamName::new(&format!("{TOPIC}.p1")).unwrap();
+        spool
+            .append(
+                &stream,
+                spillway_spool::RecordIn::new(&b"not an envelope"[..]),
+            )
+            .await
+            .unwrap();
+        spool.shutdown().await.unwrap();
+    }
+    // A directory where the file should be: writing `undecodable.jsonl` fails.
+    let aside = dir.path().join("undecodable.jsonl");
+    std::fs::create_dir(&aside).unwrap();
+    let spillway = Spillway::start(config(&kafka, dir.path(), Mode::SpoolFirst)).unwrap();
+    let clock = common::Clock::default();
+    let (acked, _) = load(&spillway, &clock, 30, 3, Duration::ZERO, |_| {}).await;
+    // Everything but the undecodable record drains, its own stream's records included. A
+    // liveness bound, not a speed check.
+    let until = std::time::Instant::now() + Duration::from_secs(60);
+    while spillway.backlog() > 1 {
+        assert!(
+            std::time::Instant::now() < until,
+            "the rest drains: {:?}",
+            spillway.status()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(spillway.backlog(), 1, "the undecodable record is kept");
+    std::fs::remove_dir(&aside).unwrap();
+    common::assert_clean(&judge(&kafka, &spillway, &acked).await);
+    let text = std::fs::read_to_string(&aside).unwrap();
+    assert!(text.contains("bm90IGFuIGVudmVsb3Bl"), "{text}");
+    spillway.shutdown(Duration::from_secs(5)).await;
+}
