@@ -266,6 +266,7 @@ impl TailReader {
         let mut tpl = TopicPartitionList::new();
         tpl.add_partition_offset(topic, partition, Offset::Offset(kept.end))?;
         self.consumer.assign(&tpl)?;
+        let mut skipped = false;
         let result = loop {
             if kept.end >= high {
                 break Ok(());
@@ -290,7 +291,11 @@ impl TailReader {
                 Err(KafkaError::MessageConsumption(code))
                     if crate::classify(code) == crate::ErrorClass::Transient =>
                 {
-                    tracing::debug!(%topic, partition, "tail read goes on past: {code}");
+                    // Said once per read, so that a scan stuck on one offset shows why.
+                    if !skipped {
+                        tracing::warn!(%topic, partition, at = kept.end, "tail read goes on past a transient error: {code:?}");
+                        skipped = true;
+                    }
                     continue;
                 }
                 Err(e) => break Err(e.into()),
