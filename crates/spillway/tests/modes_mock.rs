@@ -585,24 +585,27 @@ async fn metrics_count_spooled_and_delivered_records_and_time_the_fsyncs() {
     spillway.shutdown(Duration::from_secs(5)).await;
 }
 
+/// Appends a record that is not an envelope to `modes.p1` of a spool at `dir`, as if a newer
+/// version (or damage past the CRC) had written it.
+async fn plant_undecodable(dir: &std::path::Path) {
+    let (spool, _) =
+        spillway_spool::Spool::open(dir, spillway_spool::SpoolConfig::default()).unwrap();
+    let stream = spillway_spool::StreamName::new(&format!("{TOPIC}.p1")).unwrap();
+    spool
+        .append(
+            &stream,
+            spillway_spool::RecordIn::new(&b"not an envelope"[..]),
+        )
+        .await
+        .unwrap();
+    spool.shutdown().await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_undecodable_spooled_record_is_set_aside_with_its_bytes_and_the_rest_drains() {
     let kafka = cluster();
     let dir = tempfile::tempdir().unwrap();
-    {
-        let (spool, _) =
-            spillway_spool::Spool::open(dir.path(), spillway_spool::SpoolConfig::default())
-                .unwrap();
-        let stream = spillway_spool::StreamName::new(&format!("{TOPIC}.p1")).unwrap();
-        spool
-            .append(
-                &stream,
-                spillway_spool::RecordIn::new(&b"not an envelope"[..]),
-            )
-            .await
-            .unwrap();
-        spool.shutdown().await.unwrap();
-    }
+    plant_undecodable(dir.path()).await;
     let spillway = Spillway::start(config(&kafka, dir.path(), Mode::SpoolFirst)).unwrap();
     let clock = common::Clock::default();
     let (acked, _) = load(&spillway, &clock, 20, 3, Duration::ZERO, |_| {}).await;
@@ -620,20 +623,7 @@ async fn an_undecodable_record_that_cannot_be_set_aside_yet_is_set_aside_later_a
 {
     let kafka = cluster();
     let dir = tempfile::tempdir().unwrap();
-    {
-        let (spool, _) =
-            spillway_spool::Spool::open(dir.path(), spillway_spool::SpoolConfig::default())
-                .unwrap();
-        let stream = spillway_spool::StreamName::new(&format!("{TOPIC}.p1")).unwrap();
-        spool
-            .append(
-                &stream,
-                spillway_spool::RecordIn::new(&b"not an envelope"[..]),
-            )
-            .await
-            .unwrap();
-        spool.shutdown().await.unwrap();
-    }
+    plant_undecodable(dir.path()).await;
     // A directory where the file should be: writing `undecodable.jsonl` fails.
     let aside = dir.path().join("undecodable.jsonl");
     std::fs::create_dir(&aside).unwrap();
