@@ -85,26 +85,19 @@ impl Shared {
 
     pub(super) fn place(&self, record: &OutRecord) -> Result<Option<(i32, bool)>, SendError> {
         let partitions = self.partitions(&record.topic)?;
-        if let Some(p) = record.partition {
-            if p < 0 || p >= partitions {
-                return Err(SendError::NoSuchPartition {
-                    topic: record.topic.clone(),
-                    partition: p,
-                    partitions,
-                });
-            }
+        if let Some(p) = fixed_partition(record, partitions)? {
             return Ok(Some((p, false)));
-        }
-        if let Some(key) = &record.key {
-            return Ok(Some((partition_for_key(key, partitions), false)));
         }
         let health = self.health.lock();
         Ok(self
-            .sticky
-            .choose(&record.topic, partitions, |p| {
-                health.is_healthy(&(record.topic.as_str(), p))
-            })
+            .healthy_choice(&record.topic, partitions, &health)
             .map(|p| (p, true)))
+    }
+
+    /// A healthy partition of `topic` for a keyless record (sticky).
+    fn healthy_choice(&self, topic: &str, partitions: i32, health: &HealthTracker) -> Option<i32> {
+        self.sticky
+            .choose(topic, partitions, |p| health.is_healthy(&(topic, p)))
     }
 
     pub(super) fn send(&self, record: OutRecord) -> Result<DeliveryFuture, Refused> {
@@ -151,26 +144,12 @@ impl Shared {
     ) -> Result<(i32, bool, Option<i64>), SendError> {
         let topic = record.topic.as_str();
         let partitions = self.partitions(topic)?;
-        let chosen = match (record.partition, &record.key) {
-            (Some(p), _) if p < 0 || p >= partitions => {
-                return Err(SendError::NoSuchPartition {
-                    topic: topic.to_string(),
-                    partition: p,
-                    partitions,
-                });
-            }
-            (Some(p), _) => Some(p),
-            (None, Some(key)) => Some(partition_for_key(key, partitions)),
-            (None, None) => None,
-        };
+        let fixed = fixed_partition(record, partitions)?;
         let mut health = self.health.lock();
-        let (partition, placed_by_us) = match chosen {
+        let (partition, placed_by_us) = match fixed {
             Some(p) if health.is_healthy(&(topic, p)) => (p, false),
             Some(p) => return Err(unhealthy(&health, topic, p)),
-            None => match self
-                .sticky
-                .choose(topic, partitions, |p| health.is_healthy(&(topic, p)))
-            {
+            None => match self.healthy_choice(topic, partitions, &health) {
                 Some(p) => (p, true),
                 None => return Err(SendError::NoHealthyPartition(topic.to_string())),
             },
@@ -290,6 +269,21 @@ impl Shared {
                 )))
             }
         }
+    }
+}
+
+/// The partition an ordered record must go to (explicit, or its key's); `None` for a keyless
+/// one, which Spillway places.
+fn fixed_partition(record: &OutRecord, partitions: i32) -> Result<Option<i32>, SendError> {
+    match (record.partition, &record.key) {
+        (Some(p), _) if p < 0 || p >= partitions => Err(SendError::NoSuchPartition {
+            topic: record.topic.clone(),
+            partition: p,
+            partitions,
+        }),
+        (Some(p), _) => Ok(Some(p)),
+        (None, Some(key)) => Ok(Some(partition_for_key(key, partitions))),
+        (None, None) => Ok(None),
     }
 }
 
