@@ -14,7 +14,7 @@
 //!
 //! Before sending, a record that may already be in Kafka is looked for in its partition's tail
 //! (G4): records marked *possibly persisted* (an attempt that got no answer), and, at the first
-//! round after the spool was opened, every record read (the process may have died with them
+//! batch after the spool was opened, every record read (the process may have died with them
 //! in flight): the partition is scanned after the offsets in the checkpoint's blob.
 //!
 //! Draining waits while the route's breaker is not closed, while the partition is unhealthy,
@@ -43,7 +43,7 @@ const IDLE: Duration = Duration::from_millis(200);
 const INITIAL_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
-/// Pause after a round cut short by the producer's in-flight limit alone.
+/// Pause when the producer's in-flight limit (or the drains' half of it) stops the flight.
 const BACKPRESSURE_PAUSE: Duration = Duration::from_millis(5);
 
 /// What topping up the flight did.
@@ -292,17 +292,17 @@ impl Forwarder {
             }
         }
         let window = limit.max(1);
-        let mut round: Vec<Item> = Vec::new();
-        while round.len() < window {
+        let mut batch: Vec<Item> = Vec::new();
+        while batch.len() < window {
             match self.retry.pop_front() {
-                Some(item) => round.push(item),
+                Some(item) => batch.push(item),
                 None => break,
             }
         }
-        if round.len() < window {
-            for record in self.reader.read_batch(window - round.len(), 8 << 20)? {
+        if batch.len() < window {
+            for record in self.reader.read_batch(window - batch.len(), 8 << 20)? {
                 match Envelope::decode(&record.payload) {
-                    Ok(envelope) => round.push(Item {
+                    Ok(envelope) => batch.push(Item {
                         position: record.position,
                         envelope,
                     }),
@@ -316,7 +316,7 @@ impl Forwarder {
                 }
             }
         }
-        Ok(round)
+        Ok(batch)
     }
 
     /// Sets an undecodable record aside and resolves it; if `undecodable.jsonl` cannot be
@@ -341,18 +341,18 @@ impl Forwarder {
         }
     }
 
-    /// Drops records already in Kafka from the round (acknowledging them), and clears the
-    /// *possibly persisted* mark of those that are not. `Err(round)`: a needed tail cannot be
-    /// read yet (partition unreachable or not settled); the round comes back untouched.
-    async fn deduplicate(&mut self, round: Vec<Item>) -> Result<Vec<Item>, Vec<Item>> {
+    /// Drops records already in Kafka from the batch (acknowledging them), and clears the
+    /// *possibly persisted* mark of those that are not. `Err(batch)`: a needed tail cannot be
+    /// read yet (partition unreachable or not settled); the batch comes back untouched.
+    async fn deduplicate(&mut self, batch: Vec<Item>) -> Result<Vec<Item>, Vec<Item>> {
         if self.startup.is_none() {
             match self.startup_scan().await {
                 Some(found) => self.startup = Some(found),
-                None => return Err(round),
+                None => return Err(batch),
             }
         }
         let mut pending: HashMap<i32, (Option<i64>, HashSet<SpillwayId>)> = HashMap::new();
-        for item in round.iter().filter(|_| self.core.config.drain.dedup) {
+        for item in batch.iter().filter(|_| self.core.config.drain.dedup) {
             if let Some(known) = item.envelope.possibly_persisted {
                 let p = item.envelope.partition.unwrap_or(-1);
                 let entry = pending.entry(p).or_insert((known, HashSet::new()));
@@ -369,7 +369,7 @@ impl Forwarder {
                 continue;
             }
             if !self.settled(p) {
-                return Err(round);
+                return Err(batch);
             }
             let topic = self.kind.topic().to_string();
             let timeout = self.core.config.health.probe_timeout * 10;
@@ -382,16 +382,16 @@ impl Forwarder {
                 Ok(Ok(map)) => found.extend(map.into_iter().map(|(id, o)| (id, (p, o)))),
                 Ok(Err(e)) => {
                     tracing::warn!(stream = %self.stream, partition = p, "tail check failed, will retry: {e}");
-                    return Err(round);
+                    return Err(batch);
                 }
                 Err(e) => {
                     tracing::error!("tail check task: {e}");
-                    return Err(round);
+                    return Err(batch);
                 }
             }
         }
-        let mut keep = Vec::with_capacity(round.len());
-        for mut item in round {
+        let mut keep = Vec::with_capacity(batch.len());
+        for mut item in batch {
             let id = &item.envelope.record.id;
             let startup = self.startup.as_ref().and_then(|s| s.get(id)).copied();
             if let Some((p, o)) = found.get(id).copied().or(startup) {
