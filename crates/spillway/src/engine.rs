@@ -150,6 +150,7 @@ impl Spillway {
         popts.max_tail_scan = config.drain.max_tail_scan;
         popts.dead_letter_log = Some(dir.join("dead-letters.jsonl"));
         popts.dead_letter_topic = config.dead_letter_topic.clone();
+        popts.partial_tail_checks = metrics.tail_partial.clone();
         let producer = Producer::start(popts)?;
         let tail = TailReader::new(producer.client_config(), config.drain.max_tail_scan)?;
         let routes = Routes::new(config.routes.clone(), config.default_route.clone());

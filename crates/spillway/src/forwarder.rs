@@ -379,7 +379,12 @@ impl Forwarder {
             })
             .await;
             match result {
-                Ok(Ok(map)) => found.extend(map.into_iter().map(|(id, o)| (id, (p, o)))),
+                Ok(Ok(checked)) => {
+                    if checked.partial(self.kind.topic(), p) {
+                        self.core.metrics.tail_partial.inc();
+                    }
+                    found.extend(checked.found.into_iter().map(|(id, o)| (id, (p, o))));
+                }
                 Ok(Err(e)) => {
                     tracing::warn!(stream = %self.stream, partition = p, "tail check failed, will retry: {e}");
                     return Err(batch);
@@ -430,10 +435,11 @@ impl Forwarder {
             .await
             .ok()?;
             match result {
-                Ok(ids) => all.extend(ids.into_iter().map(|(id, o)| (id, (p, o)))),
-                Err(crate::tail::TailError::TooLong { len, limit, .. }) => {
-                    tracing::warn!(stream = %self.stream, partition = p, len, limit,
-                        "tail too long to check after restart: records re-read may be sent twice");
+                Ok(checked) => {
+                    if checked.partial(&topic, p) {
+                        self.core.metrics.tail_partial.inc();
+                    }
+                    all.extend(checked.found.into_iter().map(|(id, o)| (id, (p, o))));
                 }
                 Err(e) => {
                     tracing::warn!(stream = %self.stream, partition = p, "start-up tail scan failed, will retry: {e}");

@@ -79,8 +79,9 @@
 //!   (`[[topics]]`), or a previous run (`partitions.json` in the spool). With none of them and
 //!   Kafka unreachable, it is refused as unavailable.
 //! - Receipts are kept in memory (bounded) and do not survive a restart.
-//! - A tail check reads at most `drain.max_tail_scan` records; beyond, records may be sent twice
-//!   (logged).
+//! - A tail check reads at most `drain.max_tail_scan` records: of a longer tail, the part where
+//!   the record most likely is. A record not found there is sent again and may be duplicated
+//!   (logged, and counted in `spillway_tail_checks_partial_total`); it is never held back.
 
 mod admission;
 pub mod api;

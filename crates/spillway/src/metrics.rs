@@ -79,6 +79,7 @@ pub struct Metrics {
     pub inflight_bytes: Gauge,
     pub order_breaks: Counter,
     pub dedup_found: Counter,
+    pub tail_partial: Counter,
     by_topic: Arc<RwLock<FastMap<Box<str>, TopicCounters>>>,
 }
 
@@ -103,6 +104,7 @@ impl Default for Metrics {
             inflight_bytes: Gauge::default(),
             order_breaks: Counter::default(),
             dedup_found: Counter::default(),
+            tail_partial: Counter::default(),
             by_topic: Arc::default(),
         }
     }
@@ -201,6 +203,12 @@ impl Metrics {
             "spillway_dedup_found",
             "Records found already in Kafka by a tail check (not sent again)",
             self.dedup_found.clone(),
+        );
+        r.register(
+            "spillway_tail_checks_partial",
+            "Tail checks that read only part of their range (longer than drain.max_tail_scan); \
+             records not found are sent again and may be duplicated",
+            self.tail_partial.clone(),
         );
     }
 

@@ -15,6 +15,15 @@
 //! watermark are immutable, so what was read stays true; a high watermark below the kept range
 //! (the topic was recreated) drops it. Ranges are bounded by `max_scan`, and only the
 //! [`KEPT_PARTITIONS`] most recently scanned partitions are kept.
+//!
+//! A check reads at most `max_scan` records. When the range is longer (a busy topic, or no
+//! offset known delivered, so the range is the partition's whole history), it reads the part
+//! where the record most likely is, and says how much it left unread
+//! ([`Checked::unread`]): after a known offset, the records right after it (the record was sent
+//! when that was the newest we knew of); with none, the newest records (it was sent by this
+//! process, so lately). A record not found there is sent again: it may then be in Kafka twice,
+//! which is counted and logged by the caller, where waiting for a check that can never finish
+//! would keep it from Kafka for good (G2 before G4).
 
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
@@ -41,14 +50,41 @@ pub enum TailError {
         at: i64,
         high: i64,
     },
-    /// The range to scan is longer than the configured limit.
-    #[error("tail of {topic}/{partition} has {len} records to scan, over the limit {limit}")]
-    TooLong {
-        topic: String,
-        partition: i32,
-        len: i64,
-        limit: i64,
-    },
+}
+
+/// What a tail check found, and how much of the range it could not read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Checked<T> {
+    pub found: T,
+    /// Records of the range left unread because it is longer than the scan limit (0: the whole
+    /// range was read, and what was not found is not there).
+    pub unread: i64,
+}
+
+impl<T> Checked<T> {
+    /// Whether the check left part of its range unread; if so, says so (at warn).
+    pub fn partial(&self, topic: &str, partition: i32) -> bool {
+        if self.unread > 0 {
+            tracing::warn!(%topic, partition, unread = self.unread,
+                "tail longer than the scan limit (drain.max_tail_scan): only part of it was \
+                 checked; records not found there are sent again and may be duplicated");
+        }
+        self.unread > 0
+    }
+}
+
+/// The offsets a check of `first..high` reads, within `max_scan` records: all of them, or the
+/// part where a record sent after the offset known before `first` (`after_known`) most likely
+/// is, or else the newest.
+fn window(first: i64, high: i64, after_known: bool, max_scan: i64) -> (i64, i64) {
+    let max_scan = max_scan.max(1);
+    if high - first <= max_scan {
+        (first, high.max(first))
+    } else if after_known {
+        (first, first + max_scan)
+    } else {
+        (high - max_scan, high)
+    }
 }
 
 /// Why a probe failed.
@@ -180,9 +216,12 @@ impl TailReader {
         after: Option<i64>,
         ids: &HashSet<SpillwayId>,
         timeout: Duration,
-    ) -> Result<HashMap<SpillwayId, i64>, TailError> {
+    ) -> Result<Checked<HashMap<SpillwayId, i64>>, TailError> {
         if ids.is_empty() {
-            return Ok(HashMap::new());
+            return Ok(Checked {
+                found: HashMap::new(),
+                unread: 0,
+            });
         }
         self.scan(topic, partition, after, timeout, |kept, start| {
             kept.from(start)
@@ -199,14 +238,15 @@ impl TailReader {
         partition: i32,
         after: Option<i64>,
         timeout: Duration,
-    ) -> Result<HashMap<SpillwayId, i64>, TailError> {
+    ) -> Result<Checked<HashMap<SpillwayId, i64>>, TailError> {
         self.scan(topic, partition, after, timeout, |kept, start| {
             kept.from(start).map(|(id, o)| (id.clone(), o)).collect()
         })
     }
 
-    /// Reads the partition from after `after` up to its high watermark (resuming a kept range
-    /// where one serves), then answers with `answer` over the kept range.
+    /// Reads the partition from after `after` up to its high watermark, or the part of that
+    /// range [`window`] picks (resuming a kept range where one serves), then answers with
+    /// `answer` over the kept range.
     fn scan<T>(
         &self,
         topic: &str,
@@ -214,33 +254,31 @@ impl TailReader {
         after: Option<i64>,
         timeout: Duration,
         answer: impl FnOnce(&Scanned, i64) -> T,
-    ) -> Result<T, TailError> {
+    ) -> Result<Checked<T>, TailError> {
         let deadline = Instant::now() + timeout;
         let (low, high) = self.watermarks(topic, partition, timeout)?;
-        let start = after.map_or(low, |a| (a + 1).max(low));
+        let first = after.map_or(low, |a| (a + 1).max(low));
+        let (start, end) = window(first, high, after.is_some(), self.max_scan);
+        let unread = (high - first).max(0) - (end - start);
         let key = (topic.to_string(), partition);
         let mut all = self.scanned.lock();
         let mut kept = match all.remove(&key) {
-            Some(k) if k.serves(start, high) => k,
+            Some(k) if k.serves(start, end) => k,
             _ => Scanned::new(start),
         };
         kept.used = Instant::now();
-        if high - kept.start > self.max_scan {
+        if end - kept.start > self.max_scan {
             kept.trim(start);
         }
-        let result = if kept.end >= high {
+        let result = if kept.end >= end {
             Ok(())
-        } else if high - kept.start > self.max_scan {
-            Err(TailError::TooLong {
-                topic: topic.into(),
-                partition,
-                len: high - start,
-                limit: self.max_scan,
-            })
         } else {
-            self.read(topic, partition, &mut kept, high, deadline)
+            self.read(topic, partition, &mut kept, end, deadline)
         };
-        let answered = result.map(|()| answer(&kept, start));
+        let answered = result.map(|()| Checked {
+            found: answer(&kept, start),
+            unread,
+        });
         if all.len() >= KEPT_PARTITIONS {
             let oldest = all
                 .iter()
@@ -254,7 +292,7 @@ impl TailReader {
         answered
     }
 
-    /// Reads `kept.end..high` into `kept`, until `deadline`.
+    /// Reads `kept.end..high` into `kept` (`high`: where this read stops), until `deadline`.
     fn read(
         &self,
         topic: &str,
@@ -348,6 +386,24 @@ mod tests {
         assert!(!kept.serves(5, 30), "needs offsets before it");
         assert!(!kept.serves(21, 30), "a gap after it");
         assert!(!kept.serves(12, 18), "the partition shrank below it");
+    }
+
+    #[test]
+    fn a_range_within_the_limit_is_read_whole() {
+        assert_eq!(window(10, 60, true, 50), (10, 60));
+        assert_eq!(window(10, 60, false, 50), (10, 60));
+        assert_eq!(window(10, 10, true, 50), (10, 10), "nothing to read");
+        assert_eq!(
+            window(10, 5, false, 50),
+            (10, 10),
+            "a partition below the start"
+        );
+    }
+
+    #[test]
+    fn a_longer_range_is_read_after_the_known_offset_or_else_at_its_newest() {
+        assert_eq!(window(10, 1_000, true, 50), (10, 60));
+        assert_eq!(window(0, 1_000, false, 50), (950, 1_000));
     }
 
     #[test]

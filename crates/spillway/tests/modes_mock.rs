@@ -648,3 +648,94 @@ async fn an_undecodable_record_that_cannot_be_set_aside_yet_is_set_aside_later_a
     assert!(text.contains("bm90IGFuIGVudmVsb3Bl"), "{text}");
     spillway.shutdown(Duration::from_secs(5)).await;
 }
+
+/// Writes `n` records without a `spillway.id` to every partition of [`TOPIC`]: history that
+/// was there before Spillway.
+fn fill_history(kafka: &MockKafka, n: usize) {
+    use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+    let producer: ThreadedProducer<DefaultProducerContext> = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", kafka.bootstrap())
+        .create()
+        .unwrap();
+    for p in 0..3 {
+        for i in 0..n {
+            let value = format!("history-{i}");
+            let record = BaseRecord::<(), _>::to(TOPIC).partition(p).payload(&value);
+            producer.send(record).map_err(|(e, _)| e).unwrap();
+        }
+    }
+    producer.flush(Duration::from_secs(10)).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_possibly_in_kafka_behind_a_history_longer_than_the_scan_limit_drain_once() {
+    spillway_test_support::init_test_logging();
+    let kafka = cluster();
+    kafka.create_topic("warm", 3).unwrap();
+    fill_history(&kafka, 100);
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = config(&kafka, dir.path(), Mode::SpoolFirst);
+    // Shorter than each partition's history: no tail check can read it all.
+    c.drain.max_tail_scan = 50;
+    // Keyed records need the partition count, and Kafka is silent when they come.
+    c.topics = vec![spillway::settings::TopicSettings {
+        name: TOPIC.into(),
+        partitions: Some(3),
+    }];
+    let spillway = Spillway::start(c).unwrap();
+    // Connections to every broker are up (through another topic: nothing of ours is known
+    // delivered in `TOPIC`, so a check there has no offset to start after).
+    for p in 0..3 {
+        spillway
+            .send(Record::new("warm").partition(p).value("warm"))
+            .await
+            .unwrap();
+    }
+    assert!(spillway.flush(Duration::from_secs(30)).await);
+    for b in 1..=3 {
+        kafka.make_unreachable(b, Unreachable::Blackhole).unwrap();
+    }
+    let clock = common::Clock::default();
+    let (acked, answers) = load(&spillway, &clock, 30, 3, Duration::ZERO, |_| {}).await;
+    assert_eq!(
+        acked.len(),
+        30,
+        "spool_first accepts while Kafka is silent: {answers:?}"
+    );
+    // Sent into the blackhole, then cut: possibly persisted (the blackhole holds the bytes and
+    // lets them through when it heals, so they do land).
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while spillway.status().producer.possibly_persisted == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{:?}",
+            spillway.status()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for b in 1..=3 {
+        kafka.make_reachable(b).unwrap();
+    }
+    // A liveness bound, not a speed check.
+    assert!(
+        spillway.flush(Duration::from_secs(60)).await,
+        "the spool drains: {:?}",
+        spillway.status()
+    );
+    let records =
+        read_topic_until(kafka.bootstrap(), TOPIC, 300 + 30, Duration::from_secs(30)).unwrap();
+    let verdict = oracle::check(&acked, &common::delivered(&records));
+    eprintln!("oracle: {verdict}");
+    common::assert_clean(&verdict);
+    let mut registry = prometheus_client::registry::Registry::default();
+    spillway.register_metrics(&mut registry);
+    let mut text = String::new();
+    prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+    let partial: f64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("spillway_tail_checks_partial_total "))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no spillway_tail_checks_partial_total in:\n{text}"));
+    assert!(partial >= 1.0, "the partial checks are counted");
+    spillway.shutdown(Duration::from_secs(5)).await;
+}

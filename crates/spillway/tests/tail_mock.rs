@@ -45,9 +45,13 @@ fn produce(kafka: &MockKafka, from: u64, to: u64) {
 }
 
 fn reader(kafka: &MockKafka) -> TailReader {
+    limited_reader(kafka, 100_000)
+}
+
+fn limited_reader(kafka: &MockKafka, max_scan: i64) -> TailReader {
     let mut base = ClientConfig::new();
     base.set("bootstrap.servers", kafka.bootstrap());
-    TailReader::new(&base, 100_000).unwrap()
+    TailReader::new(&base, max_scan).unwrap()
 }
 
 #[test]
@@ -64,7 +68,7 @@ fn a_tail_too_slow_to_read_in_one_check_is_read_across_several() {
     let mut timeouts = 0;
     let found = loop {
         match tail.find(TOPIC, 0, None, &wanted, Duration::from_millis(1500)) {
-            Ok(found) => break found,
+            Ok(checked) => break checked.found,
             Err(TailError::Timeout { .. }) if timeouts < 30 => timeouts += 1,
             Err(e) => panic!("after {timeouts} timeouts: {e}"),
         }
@@ -81,18 +85,21 @@ fn a_second_check_reads_only_what_was_appended_and_still_sees_the_rest() {
     let tail = reader(&kafka);
     let all = tail
         .collect(TOPIC, 0, None, Duration::from_secs(10))
-        .unwrap();
+        .unwrap()
+        .found;
     assert_eq!(all.len(), 5);
     produce(&kafka, 5, 8);
     let wanted: HashSet<SpillwayId> = [id(2), id(7), id(99)].into();
     let found = tail
         .find(TOPIC, 0, Some(1), &wanted, Duration::from_secs(10))
-        .unwrap();
+        .unwrap()
+        .found;
     assert_eq!(found.len(), 2, "{found:?}");
     assert_eq!((found[&id(2)], found[&id(7)]), (2, 7));
     let after_three = tail
         .collect(TOPIC, 0, Some(3), Duration::from_secs(10))
-        .unwrap();
+        .unwrap()
+        .found;
     assert_eq!(after_three.len(), 4, "offsets 4..8 only: {after_three:?}");
 }
 
@@ -105,6 +112,7 @@ fn errors_left_over_from_an_outage_do_not_fail_the_first_check_after_it() {
     assert_eq!(
         tail.collect(TOPIC, 0, None, Duration::from_secs(10))
             .unwrap()
+            .found
             .len(),
         5
     );
@@ -126,5 +134,27 @@ fn errors_left_over_from_an_outage_do_not_fail_the_first_check_after_it() {
     let found = tail
         .find(TOPIC, 0, Some(4), &wanted, Duration::from_secs(10))
         .expect("the first check after the outage reads the tail");
-    assert_eq!(found.get(&id(6)), Some(&6));
+    assert_eq!(found.found.get(&id(6)), Some(&6));
+}
+
+#[test]
+fn a_tail_longer_than_the_limit_is_read_after_the_known_offset_or_else_at_its_newest() {
+    let kafka = MockKafka::new(1).unwrap();
+    kafka.create_topic(TOPIC, 1).unwrap();
+    produce(&kafka, 0, 20);
+    let tail = limited_reader(&kafka, 5);
+    let wanted: HashSet<SpillwayId> = [id(3), id(9), id(18)].into();
+    let timeout = Duration::from_secs(10);
+    let newest = tail.find(TOPIC, 0, None, &wanted, timeout).unwrap();
+    assert_eq!(newest.found, [(id(18), 18)].into(), "offsets 15..20 only");
+    assert_eq!(newest.unread, 15);
+    let after = tail.find(TOPIC, 0, Some(1), &wanted, timeout).unwrap();
+    assert_eq!(after.found, [(id(3), 3)].into(), "offsets 2..7 only");
+    assert_eq!(after.unread, 13);
+    let whole = tail.find(TOPIC, 0, Some(14), &wanted, timeout).unwrap();
+    assert_eq!(
+        (whole.found.len(), whole.unread),
+        (1, 0),
+        "15..20 is within the limit"
+    );
 }

@@ -199,12 +199,23 @@ fn tail_check(
     let mut unchecked: HashSet<SpillwayId> = HashSet::new();
     for ((topic, p), ids) in groups {
         match tail.find(&topic, p, None, &ids, TAIL_TIMEOUT) {
-            Ok(hits) => {
-                for (id, offset) in hits {
+            Ok(checked) => {
+                if checked.unread > 0 {
+                    eprintln!(
+                        "warning: {topic}/{p} is longer than the scan limit: {} records left unchecked for replayed entries",
+                        checked.unread
+                    );
+                    unchecked.extend(
+                        ids.iter()
+                            .filter(|id| !checked.found.contains_key(*id))
+                            .cloned(),
+                    );
+                }
+                for (id, offset) in checked.found {
                     found.insert(id.to_string(), Found::InKafka(p, offset));
                 }
             }
-            Err(e @ (TailError::TooLong { .. } | TailError::Timeout { .. })) => {
+            Err(e @ TailError::Timeout { .. }) => {
                 eprintln!("warning: cannot check {topic}/{p} for replayed entries: {e}");
                 unchecked.extend(ids);
             }

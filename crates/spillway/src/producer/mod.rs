@@ -111,6 +111,8 @@ pub struct ProducerOptions {
     pub dead_letter_log: Option<PathBuf>,
     /// Also produce dead letters to this topic (best effort).
     pub dead_letter_topic: Option<String>,
+    /// Counts tail checks that could read only part of their range.
+    pub partial_tail_checks: prometheus_client::metrics::counter::Counter,
 }
 
 impl ProducerOptions {
@@ -131,6 +133,7 @@ impl ProducerOptions {
             metadata_ttl: Duration::from_secs(10),
             dead_letter_log: None,
             dead_letter_topic: None,
+            partial_tail_checks: Default::default(),
         }
     }
 }

@@ -228,9 +228,12 @@ fn resolve_unresolved(
             &ids,
             shared.opts.probe_timeout * 10,
         ) {
-            Ok(found) => {
+            Ok(checked) => {
+                if checked.partial(&tp.topic, tp.partition) {
+                    shared.opts.partial_tail_checks.inc();
+                }
                 for p in pendings {
-                    match found.get(&p.record.id) {
+                    match checked.found.get(&p.record.id) {
                         Some(offset) => {
                             shared
                                 .counters
