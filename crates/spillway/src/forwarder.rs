@@ -494,7 +494,10 @@ impl Forwarder {
             if let StreamKind::Partition(tp) = &self.kind {
                 record.partition = Some(tp.partition);
             }
-            let (e, record) = match self.core.producer.send_or_return(record) {
+            // Its own retries keep the stream's order and check tails in batches; the
+            // producer's would hold a record of the flight (and all behind it) for up to its
+            // `resolve_timeout`.
+            let (e, record) = match self.core.producer.send_or_return_unreplaced(record) {
                 Ok(delivery) => {
                     self.flight.push_back(Flying {
                         position,

@@ -466,3 +466,49 @@ async fn drains_may_fill_half_the_in_flight_limit_and_live_records_the_rest() {
     }
     assert!(producer.has_room_for_drain(), "room again once answered");
 }
+
+/// A forwarder retries and checks tails itself; a keyless record it sends must come back with
+/// its failure, not wait in the producer for a re-placement or a tail check (which holds every
+/// record behind it in the forwarder's flight).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_keyless_record_sent_unreplaced_reports_an_unknown_delivery_instead_of_waiting_for_a_check()
+ {
+    let kafka = MockKafka::with_proxies(3).unwrap();
+    kafka.create_topic(TOPIC, 3).unwrap();
+    let producer = start(&kafka, |o| o.resolve_timeout = Duration::from_secs(600));
+    let ids = IdGenerator::ephemeral();
+    // Connections to every leader are up, so what is sent next goes on the wire.
+    for p in 0..3 {
+        let warm = OutRecord::new(TOPIC, ids.next_id())
+            .partition(p)
+            .value("warm");
+        assert!(producer.send(warm).unwrap().await.outcome.is_delivered());
+    }
+    for b in 1..=3 {
+        kafka
+            .make_unreachable(b, spillway_test_support::mock::Unreachable::Blackhole)
+            .unwrap();
+    }
+    let futures: Vec<DeliveryFuture> = (0..30)
+        .map(|i| {
+            let r = OutRecord::new(TOPIC, ids.next_id()).value(format!("v{i}"));
+            producer
+                .send_or_return_unreplaced(r)
+                .map_err(|refused| refused.0)
+                .unwrap()
+        })
+        .collect();
+    // A liveness bound far below `resolve_timeout`, with the cluster silent the whole time.
+    let outcomes =
+        tokio::time::timeout(Duration::from_secs(60), futures::future::join_all(futures))
+            .await
+            .expect("every record is answered while the cluster is still silent");
+    assert!(
+        outcomes
+            .iter()
+            .any(|d| matches!(d.outcome, Outcome::PossiblyPersisted { .. })),
+        "some were on the wire when the leaders went silent"
+    );
+    assert!(outcomes.iter().all(|d| !d.outcome.is_delivered()));
+    assert_eq!(producer.counters().replaced, 0, "none was re-placed");
+}

@@ -100,7 +100,9 @@ impl Shared {
             .choose(topic, partitions, |p| health.is_healthy(&(topic, p)))
     }
 
-    pub(super) fn send(&self, record: OutRecord) -> Result<DeliveryFuture, Refused> {
+    /// Hands `record` over; `replace`: a keyless record's failures may be handled here
+    /// (re-placement, tail checks) rather than reported at once.
+    pub(super) fn send(&self, record: OutRecord, replace: bool) -> Result<DeliveryFuture, Refused> {
         if self.closed.load(Ordering::Relaxed) {
             return Err(Box::new((SendError::Closed, record)));
         }
@@ -114,7 +116,7 @@ impl Shared {
         let pending = Pending {
             record: record.clone(),
             partition,
-            placed_by_us,
+            replaceable: placed_by_us && replace,
             known_before,
             attempts: 0,
             session: 0,

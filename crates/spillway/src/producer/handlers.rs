@@ -82,7 +82,7 @@ impl Shared {
             return;
         }
         let maybe = may_be_in_kafka(persisted);
-        let replaceable = pending.placed_by_us && self.opts.replace_keyless;
+        let replaceable = pending.replaceable && self.opts.replace_keyless;
         if replaceable && !self.closed.load(Ordering::Relaxed) {
             if maybe {
                 self.unresolved.lock().push(pending);
@@ -246,7 +246,7 @@ impl Shared {
             "spillway.dlq.error".into(),
             error.message.clone().into_bytes(),
         ));
-        if let Err(refused) = self.send(copy) {
+        if let Err(refused) = self.send(copy, true) {
             tracing::warn!("dead-letter topic {topic}: {}", refused.0);
         }
     }

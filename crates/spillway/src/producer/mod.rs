@@ -35,6 +35,8 @@
 //! - `PossiblyPersisted`: may be in Kafka. Keyless ones are resolved by a tail check
 //!   ([`crate::tail`]) once their partition is healthy: found means delivered, not found means
 //!   re-placed. Ordered ones are returned with `known_before` for the caller's own check.
+//!   A caller with retries of its own (a forwarder) sends with
+//!   [`Producer::send_or_return_unreplaced`], and gets keyless failures as ordered ones.
 //! - `Permanent`: refused for what it is; written to the dead-letter log (fsync'd) before the
 //!   outcome is reported.
 //!
@@ -293,13 +295,20 @@ impl Producer {
     /// Hands a record to Kafka. The partition is chosen here (see module docs). Returns a
     /// future of its delivery report, or why it was not handed over (nothing written).
     pub fn send(&self, record: OutRecord) -> Result<DeliveryFuture, SendError> {
-        self.shared.send(record).map_err(|refused| refused.0)
+        self.shared.send(record, true).map_err(|refused| refused.0)
     }
 
     /// [`Producer::send`] that hands a refused record back with why, so that a caller with
     /// somewhere else to put it need not keep a copy of every record it sends.
     pub fn send_or_return(&self, record: OutRecord) -> Result<DeliveryFuture, Refused> {
-        self.shared.send(record)
+        self.shared.send(record, true)
+    }
+
+    /// [`Producer::send_or_return`] for a caller that retries and deduplicates by itself (a
+    /// forwarder): a keyless record's failure is reported as it happens, instead of the record
+    /// being re-placed, or held for a tail check when its delivery is unknown.
+    pub fn send_or_return_unreplaced(&self, record: OutRecord) -> Result<DeliveryFuture, Refused> {
+        self.shared.send(record, false)
     }
 
     /// The number of partitions of `topic` (from cached metadata; fetched on first use).

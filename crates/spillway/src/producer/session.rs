@@ -30,8 +30,10 @@ use crate::record::OutRecord;
 pub(crate) struct Pending {
     pub(crate) record: Arc<OutRecord>,
     pub(crate) partition: i32,
-    /// Spillway chose the partition (keyless record): it may be re-placed elsewhere.
-    pub(crate) placed_by_us: bool,
+    /// Spillway chose the partition (keyless record) and the caller leaves its failures to the
+    /// producer: it may be re-placed elsewhere, and resolved by a tail check when its delivery
+    /// is unknown.
+    pub(crate) replaceable: bool,
     /// Last offset known delivered to `partition` when this record was handed over.
     pub(crate) known_before: Option<i64>,
     pub(crate) attempts: u32,

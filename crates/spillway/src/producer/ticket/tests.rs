@@ -131,7 +131,7 @@ fn a_parked_record_comes_out_once_and_then_reports_through_its_ticket() {
     let pending = Pending {
         record: d.record.clone(),
         partition: 0,
-        placed_by_us: true,
+        replaceable: true,
         known_before: None,
         attempts: 1,
         session: 0,
