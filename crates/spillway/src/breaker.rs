@@ -11,6 +11,10 @@
 //!     └──────────────────────────────────────────────── HalfOpen
 //!                                canary failed: back to Open (cooldown again)
 //! ```
+//! A canary that passes while the producer still sees no broker (its partitions' leaders are
+//! probed back to health on their own schedule) leaves the breaker half-open until it does:
+//! closing at once would reopen on "no broker reachable" at the next observation, and spend
+//! another cooldown.
 //! While Open or HalfOpen, the route spools (or rejects, for direct routes). Closing does not
 //! send new records straight to Kafka: each stream first drains its spool in order (the lanes
 //! check that), so a record never overtakes an older one of its key.
@@ -120,6 +124,8 @@ pub struct Breaker {
     since: Instant,
     window: Window,
     last_reason: Option<OpenReason>,
+    /// Half-open, the canary passed, and the producer does not see a broker yet.
+    canary_passed: bool,
 }
 
 /// Outcome counts over the sliding window, in [`WINDOW_BUCKETS`] time buckets, so recording an
@@ -209,6 +215,7 @@ impl Breaker {
             since: now,
             window: Window::new(config.window, now),
             last_reason: None,
+            canary_passed: false,
         }
     }
 
@@ -242,6 +249,7 @@ impl Breaker {
         };
         self.state = to;
         self.since = now;
+        self.canary_passed = false;
         if to == BreakerState::Closed {
             self.window.clear();
         }
@@ -277,6 +285,9 @@ impl Breaker {
         any_broker: bool,
         now: Instant,
     ) -> Option<Transition> {
+        if self.state == BreakerState::HalfOpen && self.canary_passed && any_broker {
+            return self.close_after_canary(now);
+        }
         if self.state != BreakerState::Closed {
             return None;
         }
@@ -309,23 +320,38 @@ impl Breaker {
         None
     }
 
-    /// The canary's result: closes on success, reopens on failure.
+    /// Whether a canary should run now: half-open, and none has passed yet.
+    pub fn wants_canary(&self) -> bool {
+        self.state == BreakerState::HalfOpen && !self.canary_passed
+    }
+
+    /// The canary's result: closes on success if the producer sees a broker (`any_broker`;
+    /// else once it does, see [`Breaker::observe`]), reopens on failure.
     pub fn canary_result(
         &mut self,
         result: Result<(), String>,
+        any_broker: bool,
         now: Instant,
     ) -> Option<Transition> {
         if self.state != BreakerState::HalfOpen {
             return None;
         }
         match result {
-            Ok(()) => self.go(
-                BreakerState::Closed,
-                "canary produced and consumed back".into(),
-                now,
-            ),
+            Ok(()) if any_broker => self.close_after_canary(now),
+            Ok(()) => {
+                self.canary_passed = true;
+                None
+            }
             Err(why) => self.open(OpenReason::CanaryFailed(why), now),
         }
+    }
+
+    fn close_after_canary(&mut self, now: Instant) -> Option<Transition> {
+        self.go(
+            BreakerState::Closed,
+            "canary produced and consumed back".into(),
+            now,
+        )
     }
 }
 
@@ -422,7 +448,7 @@ mod tests {
         assert_eq!(b.start_canary(t0 + ms(1999)), None);
         let t = b.start_canary(t0 + ms(2000)).unwrap();
         assert_eq!(t.to, BreakerState::HalfOpen);
-        let t = b.canary_result(Ok(()), t0 + ms(2100)).unwrap();
+        let t = b.canary_result(Ok(()), true, t0 + ms(2100)).unwrap();
         assert_eq!(t.to, BreakerState::Closed);
         assert!(b.is_closed());
     }
@@ -433,11 +459,31 @@ mod tests {
         b.force_open("test", t0);
         b.start_canary(t0 + ms(2000));
         let t = b
-            .canary_result(Err("timeout".into()), t0 + ms(2500))
+            .canary_result(Err("timeout".into()), true, t0 + ms(2500))
             .unwrap();
         assert_eq!(t.to, BreakerState::Open);
         assert_eq!(b.start_canary(t0 + ms(4000)), None);
         assert!(b.start_canary(t0 + ms(4500)).is_some());
+    }
+
+    #[test]
+    fn a_passed_canary_closes_only_once_the_producer_sees_a_broker_again() {
+        let (mut b, t0) = breaker();
+        b.observe(None, false, t0);
+        b.start_canary(t0 + ms(2000));
+        assert_eq!(b.canary_result(Ok(()), false, t0 + ms(2100)), None);
+        assert_eq!(b.state(), BreakerState::HalfOpen);
+        assert!(!b.wants_canary(), "it passed: no other canary meanwhile");
+        assert_eq!(b.observe(None, false, t0 + ms(2300)), None);
+        assert_eq!(b.state(), BreakerState::HalfOpen, "not reopened either");
+        let t = b.observe(None, true, t0 + ms(2500)).unwrap();
+        assert_eq!(t.to, BreakerState::Closed);
+        b.observe(None, false, t0 + ms(2600));
+        b.start_canary(t0 + ms(4600));
+        assert!(
+            b.wants_canary(),
+            "a new half-open period runs its own canary"
+        );
     }
 
     #[test]

@@ -431,7 +431,7 @@ async fn supervise(core: Arc<Core>) {
                         b.start_canary(now)
                     }
                 });
-                want_canary |= b.state() == BreakerState::HalfOpen;
+                want_canary |= b.wants_canary();
                 t
             };
             if let Some(t) = t {
@@ -449,8 +449,9 @@ async fn supervise(core: Arc<Core>) {
                     tracing::info!("canary failed: {e}");
                 }
                 let now = Instant::now();
+                let any = c.producer.any_broker_reachable();
                 for (i, b) in c.breakers.iter().enumerate() {
-                    let t = b.lock().canary_result(result.clone(), now);
+                    let t = b.lock().canary_result(result.clone(), any, now);
                     if let Some(t) = t {
                         c.on_transition(i, &t);
                     }
