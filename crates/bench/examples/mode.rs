@@ -16,6 +16,12 @@ use spillway_test_support::MockKafka;
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() {
+    if std::env::var_os("RUST_LOG").is_some() {
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_writer(std::io::stderr)
+            .init();
+    }
     let mut args = std::env::args().skip(1);
     let system = args.next().unwrap_or_else(|| "failover_keyless".into());
     let records: u64 = args.next().map_or(300_000, |a| a.parse().expect("records"));
