@@ -246,7 +246,7 @@ impl Core {
                 Err(refused) => return spool(&core, refused.1, None).await,
             };
             if let Outcome::Delivered { partition, offset } = delivery.outcome {
-                core.breaker_outcome(route, true);
+                core.breaker_outcome(route, true, delivery.sent_at);
                 return Ok(core.on_direct_delivered(&delivery.record, partition, offset));
             }
             let record = Arc::unwrap_or_clone(delivery.record);
@@ -261,7 +261,7 @@ impl Core {
                     Err(Rejected::new(RejectReason::Permanent, error.to_string()))
                 }
                 Outcome::NotPersisted { error, .. } => {
-                    core.breaker_outcome(route, false);
+                    core.breaker_outcome(route, false, delivery.sent_at);
                     core.count_delivery_error(&record.topic, &error);
                     spool(&core, record, None).await
                 }
@@ -270,7 +270,7 @@ impl Core {
                     error,
                     known_before,
                 } => {
-                    core.breaker_outcome(route, false);
+                    core.breaker_outcome(route, false, delivery.sent_at);
                     core.count_delivery_error(&record.topic, &error);
                     spool(&core, record, Some((partition, known_before))).await
                 }
@@ -329,7 +329,7 @@ impl Core {
             let record = &delivery.record;
             match delivery.outcome {
                 Outcome::Delivered { partition, offset } => {
-                    core.breaker_outcome(route_index, true);
+                    core.breaker_outcome(route_index, true, delivery.sent_at);
                     Ok(core.on_direct_delivered(record, partition, offset))
                 }
                 Outcome::Permanent {
@@ -341,7 +341,7 @@ impl Core {
                     Err(Rejected::new(RejectReason::Permanent, error.to_string()))
                 }
                 Outcome::NotPersisted { error, .. } | Outcome::PossiblyPersisted { error, .. } => {
-                    core.breaker_outcome(route_index, false);
+                    core.breaker_outcome(route_index, false, delivery.sent_at);
                     core.count_delivery_error(&record.topic, &error);
                     Err(refuse(&core, &record.topic, error.to_string()))
                 }

@@ -262,9 +262,11 @@ impl Breaker {
         self.go(BreakerState::Open, text, now)
     }
 
-    /// One delivery outcome of a record sent straight to Kafka.
-    pub fn record(&mut self, ok: bool, now: Instant) -> Option<Transition> {
-        if self.state != BreakerState::Closed {
+    /// One delivery outcome of a record sent straight to Kafka at `sent`. A record sent before
+    /// the breaker closed says nothing of the cluster since (its failure is often the outage
+    /// the breaker was open for, reported late): it does not count.
+    pub fn record(&mut self, ok: bool, sent: Instant, now: Instant) -> Option<Transition> {
+        if self.state != BreakerState::Closed || sent < self.since {
             return None;
         }
         self.window.add(ok, now, self.config.window);
@@ -372,9 +374,11 @@ mod tests {
     fn a_high_error_rate_over_the_window_opens_the_breaker() {
         let (mut b, t0) = breaker();
         for i in 0..9 {
-            assert_eq!(b.record(i % 2 == 0, t0 + ms(i)), None);
+            assert_eq!(b.record(i % 2 == 0, t0 + ms(i), t0 + ms(i)), None);
         }
-        let t = b.record(false, t0 + ms(10)).expect("5 of 10 failed");
+        let t = b
+            .record(false, t0 + ms(10), t0 + ms(10))
+            .expect("5 of 10 failed");
         assert_eq!((t.from, t.to), (BreakerState::Closed, BreakerState::Open));
         assert!(matches!(
             b.last_reason(),
@@ -389,7 +393,7 @@ mod tests {
     fn too_few_outcomes_never_open_by_rate() {
         let (mut b, t0) = breaker();
         for i in 0..9 {
-            assert_eq!(b.record(false, t0 + ms(i)), None);
+            assert_eq!(b.record(false, t0 + ms(i), t0 + ms(i)), None);
         }
         assert!(b.is_closed());
     }
@@ -398,10 +402,17 @@ mod tests {
     fn old_failures_leave_the_window() {
         let (mut b, t0) = breaker();
         for i in 0..9 {
-            b.record(false, t0 + ms(i));
+            b.record(false, t0 + ms(i), t0 + ms(i));
         }
         for i in 0..20 {
-            assert_eq!(b.record(true, t0 + Duration::from_secs(11) + ms(i)), None);
+            assert_eq!(
+                b.record(
+                    true,
+                    t0 + Duration::from_secs(11) + ms(i),
+                    t0 + Duration::from_secs(11) + ms(i)
+                ),
+                None
+            );
         }
         assert!(b.is_closed());
     }
@@ -412,7 +423,11 @@ mod tests {
         // 100 s of one outcome every 100 µs, 1 in 10 failed: the window holds 10 s of them.
         for i in 0..1_000_000u64 {
             assert_eq!(
-                b.record(i % 10 != 0, t0 + Duration::from_micros(100 * i)),
+                b.record(
+                    i % 10 != 0,
+                    t0 + Duration::from_micros(100 * i),
+                    t0 + Duration::from_micros(100 * i)
+                ),
                 None
             );
         }
@@ -426,9 +441,9 @@ mod tests {
     fn an_outcome_stamped_slightly_in_the_past_still_counts() {
         let (mut b, t0) = breaker();
         for i in 0..9 {
-            b.record(false, t0 + ms(500 - i));
+            b.record(false, t0 + ms(500 - i), t0 + ms(500 - i));
         }
-        assert!(b.record(false, t0 + ms(100)).is_some());
+        assert!(b.record(false, t0 + ms(100), t0 + ms(100)).is_some());
     }
 
     #[test]
@@ -487,10 +502,27 @@ mod tests {
     }
 
     #[test]
+    fn outcomes_of_records_sent_before_the_breaker_closed_do_not_count() {
+        let (mut b, t0) = breaker();
+        b.force_open("outage", t0);
+        b.start_canary(t0 + ms(2000));
+        b.canary_result(Ok(()), true, t0 + ms(2100));
+        for i in 0..20 {
+            // Sent during the outage, reported after the close.
+            assert_eq!(b.record(false, t0 + ms(i), t0 + ms(2200 + i)), None);
+        }
+        assert!(b.is_closed());
+        for i in 0..10 {
+            b.record(false, t0 + ms(2300 + i), t0 + ms(2400 + i));
+        }
+        assert!(!b.is_closed(), "records sent since do count");
+    }
+
+    #[test]
     fn outcomes_while_open_are_ignored() {
         let (mut b, t0) = breaker();
         b.force_open("test", t0);
-        assert_eq!(b.record(true, t0), None);
+        assert_eq!(b.record(true, t0, t0), None);
         assert_eq!(b.observe(None, true, t0), None);
         assert_eq!(b.state(), BreakerState::Open);
     }

@@ -96,9 +96,12 @@ impl Core {
         self.breakers[route].lock().state()
     }
 
-    /// One outcome of a record sent straight to Kafka, for the route's breaker.
-    pub(crate) fn breaker_outcome(&self, route: usize, ok: bool) {
-        let t = self.breakers[route].lock().record(ok, Instant::now());
+    /// One outcome of a record sent straight to Kafka (last handed over at `sent_at`), for the
+    /// route's breaker.
+    pub(crate) fn breaker_outcome(&self, route: usize, ok: bool, sent_at: Instant) {
+        let t = self.breakers[route]
+            .lock()
+            .record(ok, sent_at, Instant::now());
         if let Some(t) = t {
             self.on_transition(route, &t);
         }

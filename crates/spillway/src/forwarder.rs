@@ -570,7 +570,8 @@ impl Forwarder {
                 } else {
                     self.backoff = INITIAL_BACKOFF;
                 }
-                self.core.breaker_outcome(self.route, true);
+                self.core
+                    .breaker_outcome(self.route, true, delivery.sent_at);
                 self.delivered(&delivery.record, &position, p, offset);
             }
             Outcome::Permanent {
@@ -583,7 +584,8 @@ impl Forwarder {
                 self.resolve(&position);
             }
             Outcome::NotPersisted { error, .. } => {
-                self.core.breaker_outcome(self.route, false);
+                self.core
+                    .breaker_outcome(self.route, false, delivery.sent_at);
                 self.core.count_delivery_error(self.kind.topic(), &error);
                 self.failing = true;
                 self.failed
@@ -594,7 +596,8 @@ impl Forwarder {
                 error,
                 known_before,
             } => {
-                self.core.breaker_outcome(self.route, false);
+                self.core
+                    .breaker_outcome(self.route, false, delivery.sent_at);
                 self.core.count_delivery_error(self.kind.topic(), &error);
                 self.failing = true;
                 self.failed.push(retry(

@@ -291,7 +291,7 @@ impl LaneTask {
     fn on_delivery(&mut self, delivery: Delivery, priority: Priority, reply: Reply) {
         let core = &self.core;
         if let Outcome::Delivered { partition, offset } = delivery.outcome {
-            core.breaker_outcome(self.route, true);
+            core.breaker_outcome(self.route, true, delivery.sent_at);
             let accepted = core.on_direct_delivered(&delivery.record, partition, offset);
             let _ = reply.send(Ok(accepted));
             return;
@@ -311,7 +311,7 @@ impl LaneTask {
                 )));
             }
             Outcome::NotPersisted { error, .. } => {
-                core.breaker_outcome(self.route, false);
+                core.breaker_outcome(self.route, false, delivery.sent_at);
                 core.count_delivery_error(&record.topic, &error);
                 self.spooling = true;
                 let envelope = self.envelope(record, priority, None);
@@ -323,7 +323,7 @@ impl LaneTask {
                 known_before,
                 ..
             } => {
-                core.breaker_outcome(self.route, false);
+                core.breaker_outcome(self.route, false, delivery.sent_at);
                 core.count_delivery_error(&record.topic, &error);
                 self.spooling = true;
                 let envelope = self.envelope(record, priority, Some(known_before));

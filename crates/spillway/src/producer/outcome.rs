@@ -95,6 +95,8 @@ pub struct Delivery {
     pub attempts: u32,
     /// The producer session of the last attempt (a session ends when the producer is cut).
     pub session: u64,
+    /// When the last attempt was handed to librdkafka.
+    pub sent_at: std::time::Instant,
 }
 
 /// Resolves to the record's [`Delivery`]. Works in async code (`.await`) and sync code
@@ -156,6 +158,8 @@ fn lost_reply(record: Option<Arc<OutRecord>>) -> Delivery {
             ),
             known_before: None,
         },
+        // Unknown: taken as now.
+        sent_at: std::time::Instant::now(),
         record,
         attempts: 0,
         session: 0,

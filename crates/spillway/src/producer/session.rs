@@ -57,6 +57,7 @@ impl Pending {
             outcome,
             attempts: self.attempts,
             session: self.session,
+            sent_at: self.sent_at,
         };
         // The caller may have stopped waiting; the outcome was still accounted for.
         self.reply.send(delivery);

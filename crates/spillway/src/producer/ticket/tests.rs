@@ -20,6 +20,7 @@ fn delivery(seq: u64) -> Delivery {
         },
         attempts: 1,
         session: 0,
+        sent_at: std::time::Instant::now(),
     }
 }
 
