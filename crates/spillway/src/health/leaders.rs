@@ -19,7 +19,20 @@ pub struct BrokerStat {
     pub outbuf_cnt: i64,
     /// Microseconds since the last byte was received, or -1.
     pub rxidle_us: i64,
+    /// Microseconds since the broker's state last changed, or -1.
+    pub stateage_us: i64,
 }
+
+/// librdkafka's states of a connection being set up.
+const CONNECTING: [&str; 7] = [
+    "CONNECT",
+    "SSL_HANDSHAKE",
+    "AUTH_LEGACY",
+    "APIVERSION_QUERY",
+    "AUTH_HANDSHAKE",
+    "AUTH_REQ",
+    "REAUTH",
+];
 
 #[derive(Debug, Clone, Default)]
 pub(super) struct BrokerState {
@@ -54,6 +67,12 @@ impl HealthTracker {
             // librdkafka connects only to brokers it needs: a broker that is down while nothing
             // waits for it says nothing about its partitions (probes decide those).
             let wanted = b.waitresp_cnt > 0 || b.outbuf_cnt > 0;
+            // A connection being set up for less than the stall time is not a broker down: a
+            // fresh session after an outage meets every broker this way, with records queued.
+            // One stuck in it (a blackhole holds the handshake) is, once it has been that long.
+            let setting_up = CONNECTING.contains(&b.state.as_str())
+                && b.stateage_us >= 0
+                && Duration::from_micros(b.stateage_us as u64) < stall;
             if b.state == "UP" && b.rxidle_us >= 0 {
                 let rx = now.checked_sub(Duration::from_micros(b.rxidle_us as u64));
                 state.last_rx = state.last_rx.max(rx);
@@ -63,7 +82,7 @@ impl HealthTracker {
                 silent.then_some(Reason::BrokerSilent { broker: b.id })
             } else {
                 match state.last_up {
-                    Some(up) if wanted && now.duration_since(up) >= stall => {
+                    Some(up) if wanted && !setting_up && now.duration_since(up) >= stall => {
                         Some(Reason::BrokerDown {
                             broker: b.id,
                             state: b.state.clone(),

@@ -141,6 +141,7 @@ fn a_broker_down_for_longer_than_the_stall_time_takes_its_partitions_down() {
         waitresp_cnt: 0,
         outbuf_cnt: 1,
         rxidle_us: -1,
+        stateage_us: -1,
     };
     h.on_broker_stats(&[stat("UP")], t0);
     h.on_broker_stats(&[stat("CONNECT")], t0 + ms(500));
@@ -163,6 +164,7 @@ fn a_broker_down_with_nothing_waiting_for_it_says_nothing_about_its_partitions()
         waitresp_cnt: 0,
         outbuf_cnt: 0,
         rxidle_us: -1,
+        stateage_us: -1,
     };
     h.on_broker_stats(&[stat("UP")], t0);
     h.on_broker_stats(&[stat("DOWN")], t0 + ms(5_000));
@@ -179,6 +181,7 @@ fn a_silent_broker_with_waiting_requests_is_unhealthy_even_while_up() {
         waitresp_cnt: 3,
         outbuf_cnt: 0,
         rxidle_us: 1_500_000,
+        stateage_us: -1,
     };
     h.on_broker_stats(&[silent], t0);
     assert!(!h.is_healthy(&tp));
@@ -195,6 +198,7 @@ fn probes_do_not_heal_a_partition_whose_leader_is_still_bad() {
         waitresp_cnt: 3,
         outbuf_cnt: 0,
         rxidle_us: 2_000_000,
+        stateage_us: -1,
     };
     h.on_broker_stats(&[silent], t0);
     for i in 1..10 {
@@ -266,6 +270,7 @@ fn up_stat(rxidle: Duration) -> BrokerStat {
         waitresp_cnt: 1,
         outbuf_cnt: 0,
         rxidle_us: rxidle.as_micros() as i64,
+        stateage_us: -1,
     }
 }
 
@@ -295,4 +300,24 @@ fn a_leader_that_went_silent_stalls_after_the_short_limit() {
     h.on_broker_stats(&[up_stat(ms(800))], t0 + ms(1000));
     assert!(h.tick(t0 + ms(1100)).is_empty(), "heard 900 ms ago");
     assert_eq!(h.tick(t0 + ms(1250)), vec![tp]);
+}
+
+#[test]
+fn a_broker_setting_up_its_connection_is_down_only_once_stuck_in_it_for_the_stall_time() {
+    let (mut h, t0, tp) = tracker();
+    h.on_leaders("t", &[(0, 1)]);
+    let stat = |state: &str, stateage: Duration| BrokerStat {
+        id: 1,
+        state: state.into(),
+        waitresp_cnt: 0,
+        outbuf_cnt: 10,
+        rxidle_us: -1,
+        stateage_us: stateage.as_micros() as i64,
+    };
+    h.on_broker_stats(&[stat("UP", ms(0))], t0);
+    // Long after it was last up (an outage), a fresh session connects to it again.
+    h.on_broker_stats(&[stat("APIVERSION_QUERY", ms(5))], t0 + ms(20_000));
+    assert!(h.is_healthy(&tp), "a handshake under way is not an outage");
+    h.on_broker_stats(&[stat("APIVERSION_QUERY", ms(1_000))], t0 + ms(21_000));
+    assert!(!h.is_healthy(&tp), "a handshake held for the stall time is");
 }

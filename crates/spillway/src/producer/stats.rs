@@ -23,6 +23,8 @@ struct Broker {
     outbuf_cnt: i64,
     #[serde(default = "minus_one")]
     rxidle: i64,
+    #[serde(default = "minus_one")]
+    stateage: i64,
 }
 
 fn minus_one() -> i64 {
@@ -42,6 +44,7 @@ pub(crate) fn parse(json: &[u8]) -> Result<Vec<BrokerStat>, serde_json::Error> {
             waitresp_cnt: b.waitresp_cnt,
             outbuf_cnt: b.outbuf_cnt,
             rxidle_us: b.rxidle,
+            stateage_us: b.stateage,
         })
         .collect())
 }
@@ -53,7 +56,7 @@ mod tests {
     #[test]
     fn broker_figures_are_read_and_bootstrap_entries_skipped() {
         let json = br#"{"name":"p","brokers":{
-            "127.0.0.1:1/1":{"name":"127.0.0.1:1/1","nodeid":1,"state":"UP","waitresp_cnt":2,"rxidle":1500000,"extra":1},
+            "127.0.0.1:1/1":{"name":"127.0.0.1:1/1","nodeid":1,"state":"UP","waitresp_cnt":2,"rxidle":1500000,"stateage":250000,"extra":1},
             "127.0.0.1:1/bootstrap":{"nodeid":-1,"state":"INIT"}}}"#;
         let brokers = parse(json).unwrap();
         assert_eq!(
@@ -63,7 +66,8 @@ mod tests {
                 state: "UP".into(),
                 waitresp_cnt: 2,
                 outbuf_cnt: 0,
-                rxidle_us: 1_500_000
+                rxidle_us: 1_500_000,
+                stateage_us: 250_000,
             }]
         );
     }
