@@ -10,7 +10,8 @@
 //! - not (or possibly) persisted: nothing more is sent; once the flight is answered, it and
 //!   every record after it that was not delivered are retried after a backoff, in order (a
 //!   failure cuts the producer session, so nothing after it was delivered; if something was
-//!   anyway, it is counted in `spillway_order_breaks` and not sent again).
+//!   anyway, it is not sent again, and on an ordered stream it is counted in
+//!   `spillway_order_breaks`: a keyless stream spans partitions and has no order to break).
 //!
 //! Before sending, a record that may already be in Kafka is looked for in its partition's tail
 //! (G4): records marked *possibly persisted* (an attempt that got no answer), and, at the first
@@ -542,7 +543,8 @@ impl Forwarder {
 
     /// Handles the outcome of the oldest record in flight. A failure stops sending until the
     /// flight is answered (it cut the producer session, so nothing after it should have been
-    /// delivered; what was anyway is counted in `spillway_order_breaks` and not sent again).
+    /// delivered; what was anyway is not sent again, and counted in `spillway_order_breaks` on
+    /// an ordered stream).
     fn answered(&mut self, flying: Flying, delivery: Delivery) {
         let Flying {
             position,
@@ -565,8 +567,11 @@ impl Forwarder {
                 offset,
             } => {
                 if self.failing {
-                    self.core.metrics.order_breaks.inc();
-                    tracing::error!(id = %delivery.record.id, "delivered after an earlier record of its stream failed");
+                    // Keyless records have no order to break (G3 is per key and per partition).
+                    if matches!(self.kind, StreamKind::Partition(_)) {
+                        self.core.metrics.order_breaks.inc();
+                        tracing::error!(id = %delivery.record.id, "delivered after an earlier record of its stream failed");
+                    }
                 } else {
                     self.backoff = INITIAL_BACKOFF;
                 }

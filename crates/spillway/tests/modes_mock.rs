@@ -739,3 +739,39 @@ async fn records_possibly_in_kafka_behind_a_history_longer_than_the_scan_limit_d
     assert!(partial >= 1.0, "the partial checks are counted");
     spillway.shutdown(Duration::from_secs(5)).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keyless_records_delivered_after_an_earlier_one_failed_are_no_order_break() {
+    spillway_test_support::init_test_logging();
+    let kafka = cluster();
+    let dir = tempfile::tempdir().unwrap();
+    let spillway = Spillway::start(config(&kafka, dir.path(), Mode::SpoolFirst)).unwrap();
+    let clock = common::Clock::default();
+    let (mut acked, _) = load(&spillway, &clock, 20, 3, Duration::ZERO, |_| {}).await;
+    assert!(spillway.flush(Duration::from_secs(30)).await);
+    // One leader goes silent, then a burst: the keyless stream's flight spans all three
+    // partitions, and records behind the silent one's are delivered before it fails.
+    kafka.make_unreachable(2, Unreachable::Blackhole).unwrap();
+    let sends = (0..2000).map(|i| {
+        let (spillway, clock) = (&spillway, &clock);
+        async move {
+            let r = Record::new(TOPIC).value(format!("keyless-{i}"));
+            let sent = clock.tick();
+            let a = spillway.send(r.clone()).await.expect("spooled");
+            common::accepted(&r, &a, sent, clock.tick())
+        }
+    });
+    acked.extend(futures::future::join_all(sends).await);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    kafka.make_reachable(2).unwrap();
+    common::assert_clean(&judge(&kafka, &spillway, &acked).await);
+    let mut registry = prometheus_client::registry::Registry::default();
+    spillway.register_metrics(&mut registry);
+    let mut text = String::new();
+    prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+    assert!(
+        text.lines().any(|l| l == "spillway_order_breaks_total 0"),
+        "{text}"
+    );
+    spillway.shutdown(Duration::from_secs(5)).await;
+}
