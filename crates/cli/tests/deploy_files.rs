@@ -31,6 +31,9 @@ const METRICS: &[&str] = &[
     "spillway_partition_healthy",
     "spillway_kafka_broker_reachable",
     "spillway_inflight_bytes",
+    "spillway_dedup_found_total",
+    "spillway_tail_checks_partial_total",
+    "spillway_order_breaks_total",
 ];
 
 /// The histograms among [`METRICS`]: queries read them as `_bucket`, `_sum`, `_count`.
@@ -178,6 +181,8 @@ fn every_alert_rule_has_an_expression_a_duration_a_severity_and_annotations() {
         "SpillwayDeliveryErrorRateHigh",
         "SpillwayKafkaBrokerUnreachable",
         "SpillwayPartitionUnhealthy",
+        "SpillwayOrderBroken",
+        "SpillwayTailCheckPartial",
     ] {
         assert!(names.contains(wanted), "missing alert {wanted}");
     }
