@@ -561,17 +561,8 @@ async fn metrics_count_spooled_and_delivered_records_and_time_the_fsyncs() {
     let clock = common::Clock::default();
     let (acked, _) = load(&spillway, &clock, 50, 3, Duration::ZERO, |_| {}).await;
     common::assert_clean(&judge(&kafka, &spillway, &acked).await);
-    let mut registry = prometheus_client::registry::Registry::default();
-    spillway.register_metrics(&mut registry);
-    let mut text = String::new();
-    prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
-    let value = |needle: &str| -> f64 {
-        text.lines()
-            .find(|l| l.starts_with(needle))
-            .and_then(|l| l.rsplit(' ').next())
-            .and_then(|v| v.parse().ok())
-            .unwrap_or_else(|| panic!("{needle} missing in:\n{text}"))
-    };
+    let text = metrics_text(&spillway);
+    let value = |needle: &str| metric(&text, needle);
     assert_eq!(
         value("spillway_records_total{topic=\"modes\",outcome=\"spooled\"}"),
         50.0
@@ -583,6 +574,24 @@ async fn metrics_count_spooled_and_delivered_records_and_time_the_fsyncs() {
     assert!(value("spillway_spool_fsync_duration_seconds_count") >= 1.0);
     assert!(text.contains("spillway_breaker_state"), "{text}");
     spillway.shutdown(Duration::from_secs(5)).await;
+}
+
+/// The library's metrics in Prometheus text form.
+fn metrics_text(spillway: &Spillway) -> String {
+    let mut registry = prometheus_client::registry::Registry::default();
+    spillway.register_metrics(&mut registry);
+    let mut text = String::new();
+    prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+    text
+}
+
+/// The value of the first line of `text` that starts with `needle` (name and labels).
+fn metric(text: &str, needle: &str) -> f64 {
+    text.lines()
+        .find(|l| l.starts_with(needle))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("{needle} missing in:\n{text}"))
 }
 
 /// Appends a record that is not an envelope to `modes.p1` of a spool at `dir`, as if a newer
@@ -727,15 +736,10 @@ async fn records_possibly_in_kafka_behind_a_history_longer_than_the_scan_limit_d
     let verdict = oracle::check(&acked, &common::delivered(&records));
     eprintln!("oracle: {verdict}");
     common::assert_clean(&verdict);
-    let mut registry = prometheus_client::registry::Registry::default();
-    spillway.register_metrics(&mut registry);
-    let mut text = String::new();
-    prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
-    let partial: f64 = text
-        .lines()
-        .find_map(|l| l.strip_prefix("spillway_tail_checks_partial_total "))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("no spillway_tail_checks_partial_total in:\n{text}"));
+    let partial = metric(
+        &metrics_text(&spillway),
+        "spillway_tail_checks_partial_total ",
+    );
     assert!(partial >= 1.0, "the partial checks are counted");
     spillway.shutdown(Duration::from_secs(5)).await;
 }
@@ -765,13 +769,7 @@ async fn keyless_records_delivered_after_an_earlier_one_failed_are_no_order_brea
     tokio::time::sleep(Duration::from_secs(3)).await;
     kafka.make_reachable(2).unwrap();
     common::assert_clean(&judge(&kafka, &spillway, &acked).await);
-    let mut registry = prometheus_client::registry::Registry::default();
-    spillway.register_metrics(&mut registry);
-    let mut text = String::new();
-    prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
-    assert!(
-        text.lines().any(|l| l == "spillway_order_breaks_total 0"),
-        "{text}"
-    );
+    let breaks = metric(&metrics_text(&spillway), "spillway_order_breaks_total ");
+    assert_eq!(breaks, 0.0);
     spillway.shutdown(Duration::from_secs(5)).await;
 }
