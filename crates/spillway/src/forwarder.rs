@@ -381,9 +381,7 @@ impl Forwarder {
             .await;
             match result {
                 Ok(Ok(checked)) => {
-                    if checked.partial(self.kind.topic(), p) {
-                        self.core.metrics.tail_partial.inc();
-                    }
+                    checked.report_partial(self.kind.topic(), p, &self.core.metrics.tail_partial);
                     found.extend(checked.found.into_iter().map(|(id, o)| (id, (p, o))));
                 }
                 Ok(Err(e)) => {
@@ -437,9 +435,7 @@ impl Forwarder {
             .ok()?;
             match result {
                 Ok(checked) => {
-                    if checked.partial(&topic, p) {
-                        self.core.metrics.tail_partial.inc();
-                    }
+                    checked.report_partial(&topic, p, &self.core.metrics.tail_partial);
                     all.extend(checked.found.into_iter().map(|(id, o)| (id, (p, o))));
                 }
                 Err(e) => {

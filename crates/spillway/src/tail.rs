@@ -29,6 +29,7 @@ use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
+use prometheus_client::metrics::counter::Counter;
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
@@ -62,14 +63,15 @@ pub struct Checked<T> {
 }
 
 impl<T> Checked<T> {
-    /// Whether the check left part of its range unread; if so, says so (at warn).
-    pub fn partial(&self, topic: &str, partition: i32) -> bool {
+    /// If the check left part of its range unread, says so (at warn) and counts it in
+    /// `partial` (`spillway_tail_checks_partial_total`).
+    pub fn report_partial(&self, topic: &str, partition: i32, partial: &Counter) {
         if self.unread > 0 {
             tracing::warn!(%topic, partition, unread = self.unread,
                 "tail longer than the scan limit (drain.max_tail_scan): only part of it was \
                  checked; records not found there are sent again and may be duplicated");
+            partial.inc();
         }
-        self.unread > 0
     }
 }
 

@@ -229,9 +229,7 @@ fn resolve_unresolved(
             shared.opts.probe_timeout * 10,
         ) {
             Ok(checked) => {
-                if checked.partial(&tp.topic, tp.partition) {
-                    shared.opts.partial_tail_checks.inc();
-                }
+                checked.report_partial(&tp.topic, tp.partition, &shared.opts.partial_tail_checks);
                 for p in pendings {
                     match checked.found.get(&p.record.id) {
                         Some(offset) => {
