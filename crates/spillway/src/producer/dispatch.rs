@@ -95,7 +95,12 @@ impl Shared {
     }
 
     /// A healthy partition of `topic` for a keyless record (sticky).
-    fn healthy_choice(&self, topic: &str, partitions: i32, health: &HealthTracker) -> Option<i32> {
+    pub(super) fn healthy_choice(
+        &self,
+        topic: &str,
+        partitions: i32,
+        health: &HealthTracker,
+    ) -> Option<i32> {
         self.sticky
             .choose(topic, partitions, |p| health.is_healthy(&(topic, p)))
     }

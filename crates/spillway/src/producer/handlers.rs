@@ -265,10 +265,7 @@ impl Shared {
                     .get(&pending.record.topic)
                     .map(|m| m.partitions);
                 partitions.and_then(|n| {
-                    let health = self.health.lock();
-                    self.sticky.choose(&pending.record.topic, n, |p| {
-                        health.is_healthy(&(pending.record.topic.as_str(), p))
-                    })
+                    self.healthy_choice(&pending.record.topic, n, &self.health.lock())
                 })
             };
             let Some(partition) = placed else {
