@@ -2,7 +2,7 @@
 //! runs the real comparison.
 //!
 //! ```sh
-//! cargo run --release -p spillway-bench --example mode -- [spool_first|failover_keyless|failover_keyed|drain] [RECORDS]
+//! cargo run --release -p spillway-bench --example mode -- [spool_first|failover_keyless|failover_keyed|drain] [RECORDS] [RECORD_BYTES]
 //! ```
 //!
 //! `drain` spools RECORDS while every broker is blackholed, heals them and times the drain
@@ -25,9 +25,14 @@ fn main() {
     let mut args = std::env::args().skip(1);
     let system = args.next().unwrap_or_else(|| "failover_keyless".into());
     let records: u64 = args.next().map_or(300_000, |a| a.parse().expect("records"));
+    let defaults = ModesBenchOptions::default();
+    let record_bytes = args
+        .next()
+        .map_or(defaults.record_bytes, |a| a.parse().expect("record bytes"));
     let opts = ModesBenchOptions {
         records,
-        ..ModesBenchOptions::default()
+        record_bytes,
+        ..defaults
     };
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     let base = std::env::temp_dir();

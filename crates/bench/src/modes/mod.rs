@@ -2,6 +2,10 @@
 //!
 //! - **vanilla** = 1.0: a `BaseProducer` with Spillway's librdkafka settings produces N keyless
 //!   records and waits for every acks=all report.
+//! - **vanilla_id**: the same, each record carrying a `spillway.id` header formatted as
+//!   Spillway formats its own. Every mode sends that header (DESIGN G4), so this ratio is the
+//!   ceiling of every mode's: what the header alone costs librdkafka and the broker. Each mode
+//!   is reported against it too.
 //! - **spool_first end-to-end**: `Spillway::send` of the same N records on a `spool_first`
 //!   route (fsync per `fsync`, default `always`), `window` answers outstanding; the clock stops
 //!   when the last record is *delivered to Kafka* (`backlog()` back to 0), not when it is
@@ -49,6 +53,15 @@ use crate::report::{
 use crate::vanilla::{Placement, Run, Vanilla, produce_vanilla, producer_options, vanilla_config};
 
 const TOPIC: &str = "bench-modes";
+
+/// The throughput cases, in the order of the first round (each round starts one further).
+const SYSTEMS: [&str; 5] = [
+    "vanilla",
+    "vanilla_id",
+    "spool_first",
+    "failover_keyless",
+    "failover_keyed",
+];
 
 /// What to measure.
 #[derive(Debug, Clone)]
@@ -104,7 +117,7 @@ impl ModesBenchOptions {
 /// One throughput run.
 #[derive(Debug, Clone, Serialize)]
 pub struct ModeRun {
-    /// `vanilla`, `spool_first`, `failover_keyless`, `failover_keyed`.
+    /// One of [`SYSTEMS`].
     pub system: String,
     pub round: usize,
     pub records: u64,
@@ -174,6 +187,8 @@ pub struct ModeSummary {
     pub cpu_us_per_record: f64,
     pub ratio: Option<f64>,
     pub ratios: Vec<f64>,
+    /// Median of the per-round ratios against `vanilla_id`.
+    pub ratio_vs_id: Option<f64>,
 }
 
 /// Everything measured.
@@ -201,6 +216,18 @@ impl ModesBenchReport {
             _ => None,
         };
         for s in &self.summary {
+            if s.system == "vanilla_id" {
+                rows.push(TargetRow::new(
+                    "modes",
+                    format!(
+                        "ceiling of every mode: vanilla with the spillway.id header vs vanilla, {} B",
+                        self.record_bytes
+                    ),
+                    "(reported)",
+                    format!("{} {}", fmt_ratio(s.ratio), fmt_runs(&s.ratios)),
+                    Verdict::Info,
+                ));
+            }
             let Some(t) = target(&s.system) else {
                 continue;
             };
@@ -213,7 +240,12 @@ impl ModesBenchReport {
                 "modes",
                 format!("{what}, {} B", self.record_bytes),
                 format!("≥ {t:.2}×"),
-                format!("{} {}", fmt_ratio(s.ratio), fmt_runs(&s.ratios)),
+                format!(
+                    "{} {}; {} of vanilla with the id header",
+                    fmt_ratio(s.ratio),
+                    fmt_runs(&s.ratios),
+                    fmt_ratio(s.ratio_vs_id)
+                ),
                 Verdict::at_least(s.ratio, t),
             ));
         }
@@ -287,12 +319,7 @@ pub fn run_modes_bench(opts: ModesBenchOptions) -> Result<ModesBenchReport, Mode
         let kafka = MockKafka::new(3).map_err(mock_err)?;
         kafka.create_topic(TOPIC, 3).map_err(mock_err)?;
         for round in 0..opts.rounds {
-            let mut systems = vec![
-                "vanilla",
-                "spool_first",
-                "failover_keyless",
-                "failover_keyed",
-            ];
+            let mut systems = SYSTEMS.to_vec();
             let turn = round % systems.len();
             systems.rotate_left(turn);
             for system in systems {
@@ -302,8 +329,9 @@ pub fn run_modes_bench(opts: ModesBenchOptions) -> Result<ModesBenchReport, Mode
                     opts.rounds,
                     opts.records
                 ));
-                let run = if system == "vanilla" {
-                    vanilla_run(kafka.bootstrap(), opts.records, opts.record_bytes, round)?
+                let run = if system.starts_with("vanilla") {
+                    let (records, size) = (opts.records, opts.record_bytes);
+                    vanilla_run(kafka.bootstrap(), system, records, size, round)?
                 } else {
                     rt.block_on(spillway_run(&opts, &base, kafka.bootstrap(), system, round))?
                 };
@@ -360,16 +388,23 @@ pub fn run_modes_bench(opts: ModesBenchOptions) -> Result<ModesBenchReport, Mode
     })
 }
 
+/// `vanilla` or `vanilla_id` (with the id header).
 fn vanilla_run(
     bootstrap: &str,
+    system: &str,
     records: u64,
     size: usize,
     round: usize,
 ) -> Result<ModeRun, ModesBenchError> {
+    let kind = if system == "vanilla_id" {
+        Vanilla::BaseWithIdHeader
+    } else {
+        Vanilla::Base
+    };
     let config = vanilla_config(&producer_options(bootstrap)).map_err(ModesBenchError::Vanilla)?;
     let run = produce_vanilla(
         &config,
-        Vanilla::Base,
+        kind,
         Placement::like_spillway(3),
         TOPIC,
         records,
@@ -377,7 +412,7 @@ fn vanilla_run(
         Duration::from_secs(600),
     )
     .map_err(|e| ModesBenchError::Vanilla(e.to_string()))?;
-    Ok(mode_run_of("vanilla", round, records, &run))
+    Ok(mode_run_of(system, round, records, &run))
 }
 
 fn mode_run_of(system: &str, round: usize, records: u64, run: &Run) -> ModeRun {

@@ -24,10 +24,11 @@ pub async fn drain_run(
     // The baseline, through the same proxies.
     let bootstrap = kafka.bootstrap().to_string();
     let (records, size) = (opts.records, opts.record_bytes);
-    let vanilla =
-        tokio::task::spawn_blocking(move || vanilla_run(&bootstrap, records, size, round))
-            .await
-            .map_err(|e| ModesBenchError::Vanilla(e.to_string()))??;
+    let vanilla = tokio::task::spawn_blocking(move || {
+        vanilla_run(&bootstrap, "vanilla", records, size, round)
+    })
+    .await
+    .map_err(|e| ModesBenchError::Vanilla(e.to_string()))??;
     let dir = tempfile::Builder::new()
         .prefix("spillway-bench-drain")
         .tempdir_in(base)?;

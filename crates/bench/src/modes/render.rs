@@ -4,25 +4,24 @@ use super::*;
 
 pub(super) fn summarise(runs: &[ModeRun]) -> Vec<ModeSummary> {
     let mut out = Vec::new();
-    for system in [
-        "vanilla",
-        "spool_first",
-        "failover_keyless",
-        "failover_keyed",
-    ] {
+    // Each run against the baseline of its own round.
+    let per_round = |rs: &[&ModeRun], baseline: &str| -> Vec<f64> {
+        rs.iter()
+            .filter_map(|r| {
+                let v = runs
+                    .iter()
+                    .find(|v| v.system == baseline && v.round == r.round)?;
+                ratio(r.records_per_s, v.records_per_s)
+            })
+            .collect()
+    };
+    for system in SYSTEMS {
         let rs: Vec<&ModeRun> = runs.iter().filter(|r| r.system == system).collect();
         if rs.is_empty() {
             continue;
         }
-        let ratios: Vec<f64> = rs
-            .iter()
-            .filter_map(|r| {
-                let v = runs
-                    .iter()
-                    .find(|v| v.system == "vanilla" && v.round == r.round)?;
-                ratio(r.records_per_s, v.records_per_s)
-            })
-            .collect();
+        let ratios = per_round(&rs, "vanilla");
+        let ratios_vs_id = per_round(&rs, "vanilla_id");
         let med = |f: fn(&ModeRun) -> f64| {
             median(&rs.iter().map(|r| f(r)).collect::<Vec<_>>()).unwrap_or(0.0)
         };
@@ -33,6 +32,7 @@ pub(super) fn summarise(runs: &[ModeRun]) -> Vec<ModeSummary> {
             cpu_us_per_record: med(|r| r.cpu_us_per_record),
             ratio: median(&ratios),
             ratios,
+            ratio_vs_id: median(&ratios_vs_id),
         });
     }
     out
@@ -46,6 +46,7 @@ pub fn render(summary: &[ModeSummary], drains: &[DrainRun], rss: Option<&OutageR
         "accepted records/s",
         "CPU µs/record",
         "vs vanilla × (per round)",
+        "vs vanilla with the id header ×",
     ]);
     for s in summary {
         t.row(vec![
@@ -54,6 +55,7 @@ pub fn render(summary: &[ModeSummary], drains: &[DrainRun], rss: Option<&OutageR
             format!("{:.0}", s.accepted_per_s),
             format!("{:.2}", s.cpu_us_per_record),
             format!("{} {}", fmt_ratio(s.ratio), fmt_runs(&s.ratios)),
+            fmt_ratio(s.ratio_vs_id),
         ]);
     }
     let mut out = t.render();

@@ -53,6 +53,55 @@ fn each_mode_is_compared_with_the_vanilla_run_of_its_own_round() {
 }
 
 #[test]
+fn every_mode_is_also_compared_with_vanilla_carrying_the_id_header_which_is_reported_as_the_ceiling()
+ {
+    let runs = vec![
+        run("vanilla", 0, 100.0),
+        run("vanilla_id", 0, 80.0),
+        run("failover_keyless", 0, 40.0),
+        run("vanilla", 1, 100.0),
+        run("vanilla_id", 1, 50.0),
+        run("failover_keyless", 1, 40.0),
+    ];
+    let s = summarise(&runs);
+    let id = s
+        .iter()
+        .find(|s| s.system == "vanilla_id")
+        .expect("vanilla_id");
+    assert_eq!(id.ratios, vec![0.8, 0.5]);
+    let keyless = s
+        .iter()
+        .find(|s| s.system == "failover_keyless")
+        .expect("keyless");
+    assert_eq!(keyless.ratio, Some(0.4));
+    assert_eq!(keyless.ratio_vs_id, Some(0.65), "median of 0.5 and 0.8");
+    let report = ModesBenchReport {
+        records: 10,
+        record_bytes: 100,
+        fsync: Fsync::Always,
+        table: render(&s, &[], None),
+        runs,
+        summary: s,
+        drains: vec![],
+        drain_ratio: None,
+        rss: None,
+        load_before: None,
+        load_after: None,
+    };
+    let t = report.targets();
+    assert_eq!(t.len(), 2, "the ceiling, then the keyless target");
+    assert_eq!(t[0].verdict, Verdict::Info);
+    assert!(t[0].what.contains("spillway.id header"), "{}", t[0].what);
+    assert_eq!(t[1].verdict, Verdict::Missed);
+    assert!(
+        t[1].measured
+            .contains("0.65× of vanilla with the id header"),
+        "{}",
+        t[1].measured
+    );
+}
+
+#[test]
 fn rss_is_flat_when_the_second_half_grows_under_five_percent() {
     let mut r = OutageRss {
         outage_s: 60.0,
