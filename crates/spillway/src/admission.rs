@@ -12,6 +12,7 @@ use tokio::sync::oneshot;
 
 use crate::api::{Accepted, Priority, Record, RejectReason, Rejected};
 use crate::core::{Core, jittered};
+use crate::direct::{accepted, observed};
 use crate::envelope::Envelope;
 use crate::health::TopicPartition;
 use crate::lane::{Lane, Submission};
@@ -204,21 +205,22 @@ impl Core {
     /// places them on healthy partitions and re-places failures); into the topic's keyless
     /// stream otherwise, or when Kafka could not take them.
     fn keyless(self: &Arc<Self>, route: usize, record: OutRecord, priority: Priority) -> Answer {
-        let stream = self.stream_names.keyless(&record.topic);
+        // The stream is named only for a record that goes there (most go straight to Kafka).
         let spool =
             move |core: &Arc<Core>, record: OutRecord, attempt: Option<(i32, Option<i64>)>| {
+                let stream = core.stream_names.keyless(&record.topic);
                 let envelope = Envelope {
                     record,
                     priority,
                     partition: attempt.map(|(p, _)| p),
                     possibly_persisted: attempt.map(|(_, known)| known),
                 };
-                core.spool_now(stream.clone(), envelope)
+                core.spool_now(stream, envelope)
             };
         if !self.route_open_for_direct(route) {
             return spool(self, record, None);
         }
-        let sent = self.producer.send_or_return(record);
+        let sent = self.producer.send_with(record, observed(route, true));
         let core = self.clone();
         async move {
             let delivery = match sent {
@@ -246,8 +248,7 @@ impl Core {
                 Err(refused) => return spool(&core, refused.1, None).await,
             };
             if let Outcome::Delivered { partition, offset } = delivery.outcome {
-                core.breaker_outcome(route, true, delivery.sent_at);
-                return Ok(core.on_direct_delivered(&delivery.record, partition, offset));
+                return Ok(accepted(&delivery.record, partition, offset));
             }
             let record = Arc::unwrap_or_clone(delivery.record);
             match delivery.outcome {
@@ -309,7 +310,7 @@ impl Core {
                 }
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
-            let delivery = match core.producer.send_or_return(record) {
+            let delivery = match core.producer.send_with(record, observed(route_index, true)) {
                 Ok(fut) => fut.await,
                 Err(refused) => {
                     let (e, record) = *refused;
@@ -328,10 +329,7 @@ impl Core {
             };
             let record = &delivery.record;
             match delivery.outcome {
-                Outcome::Delivered { partition, offset } => {
-                    core.breaker_outcome(route_index, true, delivery.sent_at);
-                    Ok(core.on_direct_delivered(record, partition, offset))
-                }
+                Outcome::Delivered { partition, offset } => Ok(accepted(record, partition, offset)),
                 Outcome::Permanent {
                     error,
                     dead_lettered,

@@ -49,11 +49,11 @@ pub(crate) struct Core {
     pub stream_names: StreamNames,
     pub ids: IdGenerator,
     pub routes: Routes,
-    pub breakers: Vec<Mutex<Breaker>>,
+    pub breakers: Arc<[Mutex<Breaker>]>,
     pub lanes: Mutex<FastMap<StreamName, Arc<Lane>>>,
     pub backlogs: Mutex<FastMap<StreamName, Arc<Backlog>>>,
     pub forwarders: Mutex<FastMap<StreamName, tokio::task::JoinHandle<()>>>,
-    pub receipts: Receipts,
+    pub receipts: Arc<Receipts>,
     pub metrics: Metrics,
     pub tail: Mutex<TailReader>,
     pub partitions: Mutex<HashMap<String, i32>>,
@@ -189,28 +189,6 @@ impl Core {
     }
 
     /// A record Kafka acknowledged straight away: counted, receipt set; the client's answer.
-    pub(crate) fn on_direct_delivered(
-        &self,
-        record: &OutRecord,
-        partition: i32,
-        offset: Option<i64>,
-    ) -> Accepted {
-        self.metrics.delivered(&record.topic);
-        self.receipts.set(
-            &record.id,
-            ReceiptStatus::Delivered {
-                topic: record.topic.clone(),
-                partition,
-                offset,
-            },
-        );
-        Accepted::Delivered {
-            id: record.id.clone(),
-            partition,
-            offset,
-        }
-    }
-
     pub(crate) fn on_dead_lettered(&self, record: &OutRecord, reason: &str, logged: bool) {
         self.metrics.record(&record.topic, Counted::DeadLettered);
         let labels = vec![

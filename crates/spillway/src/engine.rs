@@ -20,6 +20,7 @@ use crate::breaker::{Breaker, BreakerState};
 use crate::canary::Canary;
 use crate::core::{Backlog, Core, Usage};
 use crate::deadletter::DeadLetterError;
+use crate::direct::DirectDeliveries;
 use crate::health::FastMap;
 use crate::limiter::RateLimiter;
 use crate::metrics::Metrics;
@@ -190,7 +191,7 @@ impl Spillway {
         }
         let (shutdown, _) = watch::channel(false);
         let (replay, _) = watch::channel(0u64);
-        let receipts = Receipts::new(config.receipts, ids.instance(), ids.boot());
+        let receipts = Arc::new(Receipts::new(config.receipts, ids.instance(), ids.boot()));
         let core = Arc::new(Core {
             producer,
             ids,
@@ -227,6 +228,8 @@ impl Spillway {
         for (topic, n) in core.partitions.lock().iter() {
             core.producer.seed_partitions(topic, *n);
         }
+        core.producer
+            .set_observer(Arc::new(DirectDeliveries::new(&core)));
         for stream in &recovered {
             tracing::info!(%stream, "draining what the spool holds from before");
             core.ensure_forwarder(stream);

@@ -29,6 +29,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::api::{Accepted, Priority, ReceiptStatus, RejectReason, Rejected};
 use crate::core::Core;
+use crate::direct::{accepted, observed};
 use crate::envelope::Envelope;
 use crate::health::TopicPartition;
 use crate::producer::{Delivery, DeliveryFuture, Outcome, SendError};
@@ -178,7 +179,11 @@ impl LaneTask {
             // (explicit or not) partition field.
             let mut out = record;
             let client_partition = out.partition.replace(self.tp.partition);
-            let (e, mut record) = match self.core.producer.send_or_return(out) {
+            let sent = self
+                .core
+                .producer
+                .send_with(out, observed(self.route, true));
+            let (e, mut record) = match sent {
                 Ok(fut) => {
                     self.queue.push_back(Entry::Direct {
                         fut,
@@ -291,9 +296,7 @@ impl LaneTask {
     fn on_delivery(&mut self, delivery: Delivery, priority: Priority, reply: Reply) {
         let core = &self.core;
         if let Outcome::Delivered { partition, offset } = delivery.outcome {
-            core.breaker_outcome(self.route, true, delivery.sent_at);
-            let accepted = core.on_direct_delivered(&delivery.record, partition, offset);
-            let _ = reply.send(Ok(accepted));
+            let _ = reply.send(Ok(accepted(&delivery.record, partition, offset)));
             return;
         }
         let record = Arc::unwrap_or_clone(delivery.record);

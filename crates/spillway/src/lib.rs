@@ -91,6 +91,7 @@ pub mod classify;
 pub mod config;
 mod core;
 pub mod deadletter;
+mod direct;
 mod engine;
 pub mod envelope;
 mod forwarder;

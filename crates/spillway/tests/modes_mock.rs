@@ -576,6 +576,42 @@ async fn metrics_count_spooled_and_delivered_records_and_time_the_fsyncs() {
     spillway.shutdown(Duration::from_secs(5)).await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_delivered_straight_to_kafka_are_counted_even_when_their_sender_stopped_waiting() {
+    let kafka = cluster();
+    let dir = tempfile::tempdir().unwrap();
+    let spillway = Spillway::start(config(&kafka, dir.path(), Mode::Failover)).unwrap();
+    // Handed over by `send` itself; the answers are dropped unpolled.
+    for i in 0..40 {
+        let record = Record::new(TOPIC).value(format!("v{i}"));
+        let record = if i % 2 == 0 {
+            record.key(format!("k{}", i % 4))
+        } else {
+            record
+        };
+        drop(spillway.send(record));
+    }
+    let delivered = "spillway_records_total{topic=\"modes\",outcome=\"delivered\"}";
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let mut counted = 0.0;
+    while std::time::Instant::now() < deadline {
+        let text = metrics_text(&spillway);
+        counted = if text.contains(delivered) {
+            metric(&text, delivered)
+        } else {
+            0.0
+        };
+        if counted >= 40.0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(counted, 40.0, "keyless and keyed deliveries alike");
+    let in_kafka = read_topic_until(kafka.bootstrap(), TOPIC, 40, Duration::from_secs(10)).unwrap();
+    assert_eq!(in_kafka.len(), 40);
+    spillway.shutdown(Duration::from_secs(5)).await;
+}
+
 /// The library's metrics in Prometheus text form.
 fn metrics_text(spillway: &Spillway) -> String {
     let mut registry = prometheus_client::registry::Registry::default();

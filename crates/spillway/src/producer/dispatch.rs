@@ -11,7 +11,7 @@ use rdkafka::types::RDKafkaErrorCode;
 
 use super::session::Pending;
 use super::ticket::{InFlight, park, ticket};
-use super::{DeliveryError, DeliveryFuture, Refused, SendError, Shared, TopicMeta};
+use super::{DeliveryError, DeliveryFuture, Refused, SendError, SendOptions, Shared, TopicMeta};
 use crate::health::{HealthTracker, TopicPartition};
 use crate::partitioner::partition_for_key;
 use crate::record::{ID_HEADER, OutRecord};
@@ -105,9 +105,12 @@ impl Shared {
             .choose(topic, partitions, |p| health.is_healthy(&(topic, p)))
     }
 
-    /// Hands `record` over; `replace`: a keyless record's failures may be handled here
-    /// (re-placement, tail checks) rather than reported at once.
-    pub(super) fn send(&self, record: OutRecord, replace: bool) -> Result<DeliveryFuture, Refused> {
+    /// Hands `record` over as `options` say.
+    pub(super) fn send(
+        &self,
+        record: OutRecord,
+        options: SendOptions,
+    ) -> Result<DeliveryFuture, Refused> {
         if self.closed.load(Ordering::Relaxed) {
             return Err(Box::new((SendError::Closed, record)));
         }
@@ -121,7 +124,8 @@ impl Shared {
         let pending = Pending {
             record: record.clone(),
             partition,
-            replaceable: placed_by_us && replace,
+            replaceable: placed_by_us && options.replace,
+            observe: options.observe,
             known_before,
             attempts: 0,
             session: 0,

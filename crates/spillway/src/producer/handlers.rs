@@ -29,8 +29,14 @@ fn blames_partition(code: RDKafkaErrorCode) -> bool {
 }
 
 impl Shared {
-    /// Reports `outcome` for `pending` and releases its in-flight accounting.
+    /// Reports `outcome` for `pending` and releases its in-flight accounting. A delivery the
+    /// sender asked to have observed reaches the observer first.
     pub(crate) fn finish(&self, pending: Pending, outcome: Outcome) {
+        if let (Outcome::Delivered { partition, offset }, Some(tag)) = (&outcome, pending.observe)
+            && let Some(observer) = self.observer.get()
+        {
+            observer.delivered(tag, &pending.record, *partition, *offset, pending.sent_at);
+        }
         let counter = match &outcome {
             Outcome::Delivered { .. } => &self.counters.delivered,
             Outcome::NotPersisted { .. } => &self.counters.not_persisted,
@@ -246,7 +252,7 @@ impl Shared {
             "spillway.dlq.error".into(),
             error.message.clone().into_bytes(),
         ));
-        if let Err(refused) = self.send(copy, true) {
+        if let Err(refused) = self.send(copy, super::SendOptions::default()) {
             tracing::warn!("dead-letter topic {topic}: {}", refused.0);
         }
     }

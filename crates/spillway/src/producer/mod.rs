@@ -49,6 +49,7 @@
 mod dispatch;
 mod ffi;
 mod handlers;
+mod observe;
 mod outcome;
 mod session;
 mod stats;
@@ -57,8 +58,8 @@ mod ticket;
 
 use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -66,6 +67,7 @@ use parking_lot::{Condvar, Mutex, RwLock};
 use rdkafka::ClientConfig;
 use rdkafka::producer::Producer as _;
 
+pub use observe::{DeliveryObserver, SendOptions};
 pub use outcome::{Delivery, DeliveryError, DeliveryFuture, Outcome, SendError};
 
 /// A record the producer did not take, with why (boxed: the path is rare, and the success
@@ -213,6 +215,7 @@ pub(crate) struct Shared {
     counters: Counters,
     wake: (Mutex<bool>, Condvar),
     closed: AtomicBool,
+    observer: OnceLock<Arc<dyn DeliveryObserver>>,
 }
 
 /// The Kafka-side producer. See the module documentation. Cheap to share behind an `Arc`.
@@ -274,6 +277,7 @@ impl Producer {
             counters: Counters::default(),
             wake: (Mutex::new(false), Condvar::new()),
             closed: AtomicBool::new(false),
+            observer: OnceLock::new(),
             opts,
         });
         let first = Session::start(&shared.config, shared.me.clone(), 0)?;
@@ -295,20 +299,40 @@ impl Producer {
     /// Hands a record to Kafka. The partition is chosen here (see module docs). Returns a
     /// future of its delivery report, or why it was not handed over (nothing written).
     pub fn send(&self, record: OutRecord) -> Result<DeliveryFuture, SendError> {
-        self.shared.send(record, true).map_err(|refused| refused.0)
+        self.send_with(record, SendOptions::default())
+            .map_err(|refused| refused.0)
+    }
+
+    /// Hands a record over as `options` say; a refused record comes back with why.
+    pub fn send_with(
+        &self,
+        record: OutRecord,
+        options: SendOptions,
+    ) -> Result<DeliveryFuture, Refused> {
+        self.shared.send(record, options)
+    }
+
+    /// Sets who hears of the deliveries of records sent with [`SendOptions::observe`] (once;
+    /// false if one was set already).
+    pub fn set_observer(&self, observer: Arc<dyn DeliveryObserver>) -> bool {
+        self.shared.observer.set(observer).is_ok()
     }
 
     /// [`Producer::send`] that hands a refused record back with why, so that a caller with
     /// somewhere else to put it need not keep a copy of every record it sends.
     pub fn send_or_return(&self, record: OutRecord) -> Result<DeliveryFuture, Refused> {
-        self.shared.send(record, true)
+        self.send_with(record, SendOptions::default())
     }
 
     /// [`Producer::send_or_return`] for a caller that retries and deduplicates by itself (a
     /// forwarder): a keyless record's failure is reported as it happens, instead of the record
     /// being re-placed, or held for a tail check when its delivery is unknown.
     pub fn send_or_return_unreplaced(&self, record: OutRecord) -> Result<DeliveryFuture, Refused> {
-        self.shared.send(record, false)
+        let options = SendOptions {
+            replace: false,
+            ..SendOptions::default()
+        };
+        self.send_with(record, options)
     }
 
     /// The number of partitions of `topic` (from cached metadata; fetched on first use).

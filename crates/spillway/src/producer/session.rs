@@ -34,6 +34,8 @@ pub(crate) struct Pending {
     /// producer: it may be re-placed elsewhere, and resolved by a tail check when its delivery
     /// is unknown.
     pub(crate) replaceable: bool,
+    /// Tag for the producer's delivery observer ([`super::SendOptions::observe`]).
+    pub(crate) observe: Option<u32>,
     /// Last offset known delivered to `partition` when this record was handed over.
     pub(crate) known_before: Option<i64>,
     pub(crate) attempts: u32,

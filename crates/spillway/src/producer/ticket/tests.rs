@@ -133,6 +133,7 @@ fn a_parked_record_comes_out_once_and_then_reports_through_its_ticket() {
         record: d.record.clone(),
         partition: 0,
         replaceable: true,
+        observe: None,
         known_before: None,
         attempts: 1,
         session: 0,

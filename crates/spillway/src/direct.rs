@@ -1,0 +1,97 @@
+//! Records delivered straight to Kafka (keyless and lane records of `failover` and
+//! `spool_on_failure` routes, and `direct` routes): what each delivery costs besides its
+//! answer — the topic's counters, the receipt, the route's breaker window — is done on the
+//! producer's delivery thread, as the report arrives ([`DeliveryObserver`]), instead of on the
+//! thread of whoever awaits the answer. With one task sending, that task was the bottleneck
+//! and the delivery thread mostly idle.
+//!
+//! The observer holds the parts it needs, not the [`Core`]: the last reference to the core
+//! (which owns the producer) must never be dropped on the producer's own delivery thread. A
+//! breaker transition (rare: an error rate reached) may cut the producer, which must not
+//! happen inside a delivery callback either; it is handed to the runtime.
+
+use std::sync::{Arc, Weak};
+use std::time::Instant;
+
+use parking_lot::Mutex;
+
+use crate::api::{Accepted, ReceiptStatus};
+use crate::breaker::Breaker;
+use crate::core::Core;
+use crate::metrics::Metrics;
+use crate::producer::{DeliveryObserver, SendOptions};
+use crate::receipts::Receipts;
+use crate::record::OutRecord;
+
+/// How a route's records are sent straight to Kafka: observed, tagged with the route.
+pub(crate) fn observed(route: usize, replace: bool) -> SendOptions {
+    SendOptions {
+        replace,
+        observe: u32::try_from(route).ok(),
+    }
+}
+
+/// The answer for a record Kafka acknowledged (its delivery was observed already).
+pub(crate) fn accepted(record: &OutRecord, partition: i32, offset: Option<i64>) -> Accepted {
+    Accepted::Delivered {
+        id: record.id.clone(),
+        partition,
+        offset,
+    }
+}
+
+/// The producer's observer of direct deliveries; the tag is the route's index.
+pub(crate) struct DirectDeliveries {
+    metrics: Metrics,
+    receipts: Arc<Receipts>,
+    breakers: Arc<[Mutex<Breaker>]>,
+    core: Weak<Core>,
+    runtime: tokio::runtime::Handle,
+}
+
+impl DirectDeliveries {
+    /// Call from within the runtime that runs `core`.
+    pub(crate) fn new(core: &Arc<Core>) -> Self {
+        DirectDeliveries {
+            metrics: core.metrics.clone(),
+            receipts: core.receipts.clone(),
+            breakers: core.breakers.clone(),
+            core: Arc::downgrade(core),
+            runtime: tokio::runtime::Handle::current(),
+        }
+    }
+}
+
+impl DeliveryObserver for DirectDeliveries {
+    fn delivered(
+        &self,
+        tag: u32,
+        record: &OutRecord,
+        partition: i32,
+        offset: Option<i64>,
+        sent_at: Instant,
+    ) {
+        self.metrics.delivered(&record.topic);
+        self.receipts.set(
+            &record.id,
+            ReceiptStatus::Delivered {
+                topic: record.topic.clone(),
+                partition,
+                offset,
+            },
+        );
+        let route = tag as usize;
+        let Some(breaker) = self.breakers.get(route) else {
+            return;
+        };
+        let Some(t) = breaker.lock().record(true, sent_at, Instant::now()) else {
+            return;
+        };
+        let core = self.core.clone();
+        self.runtime.spawn_blocking(move || {
+            if let Some(core) = core.upgrade() {
+                core.on_transition(route, &t);
+            }
+        });
+    }
+}
