@@ -17,9 +17,9 @@
 //! after it fail too and follow it into the spool, in order.
 
 use std::collections::VecDeque;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::task::{Context, Poll};
 use std::time::Instant;
 
 use futures::FutureExt;
@@ -28,7 +28,7 @@ use spillway_spool::{AppendError, RecordIn, Seq, StreamName};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::api::{Accepted, Priority, ReceiptStatus, RejectReason, Rejected};
-use crate::core::Core;
+use crate::core::{Backlog, Core};
 use crate::direct::{accepted, observed};
 use crate::envelope::Envelope;
 use crate::health::TopicPartition;
@@ -60,10 +60,13 @@ impl Lane {
         let (tx, rx) = mpsc::unbounded_channel();
         let task = LaneTask {
             core: core.clone(),
+            backlog: core.backlog(&stream),
             tp,
             stream,
             route,
             queue: VecDeque::new(),
+            direct: 0,
+            queued: 0,
             spooling: false,
         };
         tokio::spawn(task.run(rx));
@@ -101,10 +104,16 @@ enum Resolved {
 
 struct LaneTask {
     core: Arc<Core>,
+    /// The stream's backlog (the core never drops one).
+    backlog: Arc<Backlog>,
     tp: TopicPartition,
     stream: StreamName,
     route: usize,
     queue: VecDeque<Entry>,
+    /// `Direct` entries in `queue`, and `Queued` ones: so that no question about the queue
+    /// needs a walk through it (it holds up to the whole in-flight window).
+    direct: usize,
+    queued: usize,
     /// Once set, records go to the spool until the backlog is delivered.
     spooling: bool,
 }
@@ -118,6 +127,11 @@ impl LaneTask {
         // reached since start).
         let patience = self.core.config.health.stall_after * 2;
         let mut front_since: Option<Instant> = None;
+        // One timer for the lane's life, set again only when it fires before the real
+        // deadline (the front moved on meanwhile): not once per record.
+        let alarm = tokio::time::sleep(patience);
+        tokio::pin!(alarm);
+        let mut armed = false;
         while open || !self.queue.is_empty() {
             let waiting_direct = matches!(self.queue.front(), Some(Entry::Direct { .. }));
             if !waiting_direct {
@@ -126,16 +140,24 @@ impl LaneTask {
                 front_since = Some(Instant::now());
             }
             let deadline = front_since.map(|t| t + patience);
+            if let (Some(d), false) = (deadline, armed) {
+                alarm.as_mut().reset(d.into());
+                armed = true;
+            }
             tokio::select! {
                 biased;
-                resolved = front(&mut self.queue), if !self.queue.is_empty() => {
+                resolved = std::future::poll_fn(|cx| poll_front(&mut self.queue, cx)),
+                    if !self.queue.is_empty() => {
                     front_since = None;
                     self.on_resolved(resolved);
                 }
-                () = sleep_until(deadline), if deadline.is_some() => {
-                    tracing::warn!(partition = %self.tp, "a record waited {patience:?} on Kafka; failing the partition over");
-                    self.core.producer.mark_unhealthy(&self.tp.topic, self.tp.partition, "a record waited too long on Kafka");
-                    front_since = Some(Instant::now());
+                () = &mut alarm, if armed => {
+                    armed = false;
+                    if deadline.is_some_and(|d| Instant::now() >= d) {
+                        tracing::warn!(partition = %self.tp, "a record waited {patience:?} on Kafka; failing the partition over");
+                        self.core.producer.mark_unhealthy(&self.tp.topic, self.tp.partition, "a record waited too long on Kafka");
+                        front_since = Some(Instant::now());
+                    }
                 }
                 sub = rx.recv(), if open => match sub {
                     Some(s) => self.admit(s),
@@ -147,20 +169,12 @@ impl LaneTask {
 
     fn may_go_direct(&mut self) -> bool {
         let core = &self.core;
-        if self
-            .queue
-            .iter()
-            .any(|e| !matches!(e, Entry::Direct { .. }))
-        {
+        if self.queue.len() > self.direct {
             return false;
         }
         let clear = core.route_open_for_direct(self.route)
             && core.producer.is_healthy(&self.tp.topic, self.tp.partition)
-            && core
-                .backlog(&self.stream)
-                .unresolved
-                .load(Ordering::Acquire)
-                == 0;
+            && self.backlog.unresolved.load(Ordering::Acquire) == 0;
         if self.spooling && clear {
             tracing::info!(partition = %self.tp, "backlog delivered; records go straight to Kafka again");
             self.spooling = false;
@@ -190,6 +204,7 @@ impl LaneTask {
                         priority,
                         reply,
                     });
+                    self.direct += 1;
                     return;
                 }
                 Err(refused) => *refused,
@@ -232,8 +247,9 @@ impl LaneTask {
 
     /// Queues a record for the spool behind any record still in flight to Kafka.
     fn push_for_spool(&mut self, envelope: Envelope, reply: Reply) {
-        if self.queue.iter().any(|e| matches!(e, Entry::Direct { .. })) {
+        if self.direct > 0 {
             self.queue.push_back(Entry::Queued { envelope, reply });
+            self.queued += 1;
         } else {
             let entry = self.append(envelope, reply);
             self.queue.push_back(entry);
@@ -251,6 +267,9 @@ impl LaneTask {
 
     /// Appends queued records up to the next record still in flight to Kafka.
     fn advance(&mut self) {
+        if self.queued == 0 {
+            return;
+        }
         for i in 0..self.queue.len() {
             match &self.queue[i] {
                 Entry::Direct { .. } => return,
@@ -263,6 +282,7 @@ impl LaneTask {
                     };
                     let entry = self.append(envelope, reply);
                     self.queue.insert(i, entry);
+                    self.queued -= 1;
                 }
             }
         }
@@ -270,6 +290,9 @@ impl LaneTask {
 
     fn on_resolved(&mut self, resolved: Resolved) {
         let entry = self.queue.pop_front().expect("resolved the front");
+        if matches!(entry, Entry::Direct { .. }) {
+            self.direct -= 1;
+        }
         match (entry, resolved) {
             (
                 Entry::Direct {
@@ -337,22 +360,13 @@ impl LaneTask {
     }
 }
 
-async fn sleep_until(deadline: Option<Instant>) {
-    match deadline {
-        Some(d) => tokio::time::sleep_until(d.into()).await,
-        None => std::future::pending().await,
-    }
-}
-
-/// The outcome of the front entry's future (never called on a `Queued` front: `advance` turns
-/// those into appends first).
-fn front(
-    queue: &mut VecDeque<Entry>,
-) -> Pin<Box<dyn std::future::Future<Output = Resolved> + Send + '_>> {
+/// Polls the front entry's future (a `Queued` front never resolves: `advance` turns those
+/// into appends first).
+fn poll_front(queue: &mut VecDeque<Entry>, cx: &mut Context<'_>) -> Poll<Resolved> {
     match queue.front_mut() {
-        Some(Entry::Direct { fut, .. }) => Box::pin(fut.map(Resolved::Direct)),
-        Some(Entry::Appending { fut, .. }) => Box::pin(fut.as_mut().map(Resolved::Appended)),
-        _ => Box::pin(std::future::pending()),
+        Some(Entry::Direct { fut, .. }) => fut.poll_unpin(cx).map(Resolved::Direct),
+        Some(Entry::Appending { fut, .. }) => fut.as_mut().poll(cx).map(Resolved::Appended),
+        _ => Poll::Pending,
     }
 }
 

@@ -612,6 +612,55 @@ async fn records_delivered_straight_to_kafka_are_counted_even_when_their_sender_
     spillway.shutdown(Duration::from_secs(5)).await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_keyed_record_nothing_else_can_judge_yet_is_spooled_once_it_waited_twice_the_stall_time()
+{
+    let kafka = cluster();
+    for b in kafka.broker_ids() {
+        kafka.make_unreachable(b, Unreachable::Blackhole).unwrap();
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = config(&kafka, dir.path(), Mode::Failover);
+    // Only the lane can tell: no statistics, a fresh session's grace longer than the test, a
+    // breaker that would wait on stalls longer still.
+    c.kafka.statistics_interval = Duration::ZERO;
+    c.health.session_grace = Duration::from_secs(300);
+    c.health.stall_after = Duration::from_millis(500);
+    c.breaker.max_stall = Duration::from_secs(300);
+    c.topics = vec![spillway::settings::TopicSettings {
+        name: TOPIC.into(),
+        partitions: Some(3),
+    }];
+    let spillway = Spillway::start(c).unwrap();
+    let clock = common::Clock::default();
+    let record = Record::new(TOPIC).key("k").value("v");
+    let sent = clock.tick();
+    // A liveness bound, not a speed check.
+    let answer = tokio::time::timeout(Duration::from_secs(30), spillway.send(record.clone()))
+        .await
+        .expect("answered");
+    assert!(matches!(answer, Ok(Accepted::Spooled { .. })), "{answer:?}");
+    let status = spillway.status();
+    assert!(
+        status
+            .unhealthy_partitions
+            .iter()
+            .any(|p| p.reason.contains("waited too long on Kafka")),
+        "{status:?}"
+    );
+    let acked = vec![common::accepted(
+        &record,
+        answer.as_ref().unwrap(),
+        sent,
+        clock.tick(),
+    )];
+    for b in kafka.broker_ids() {
+        kafka.make_reachable(b).unwrap();
+    }
+    common::assert_clean(&judge(&kafka, &spillway, &acked).await);
+    spillway.shutdown(Duration::from_secs(5)).await;
+}
+
 /// The library's metrics in Prometheus text form.
 fn metrics_text(spillway: &Spillway) -> String {
     let mut registry = prometheus_client::registry::Registry::default();
