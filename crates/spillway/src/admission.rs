@@ -220,7 +220,7 @@ impl Core {
         if !self.route_open_for_direct(route) {
             return spool(self, record, None);
         }
-        let sent = self.producer.send_with(record, observed(route, true));
+        let sent = self.producer.send_with(record, observed(route));
         let core = self.clone();
         async move {
             let delivery = match sent {
@@ -310,7 +310,7 @@ impl Core {
                 }
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
-            let delivery = match core.producer.send_with(record, observed(route_index, true)) {
+            let delivery = match core.producer.send_with(record, observed(route_index)) {
                 Ok(fut) => fut.await,
                 Err(refused) => {
                     let (e, record) = *refused;

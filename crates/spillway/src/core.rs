@@ -188,7 +188,6 @@ impl Core {
         }
     }
 
-    /// A record Kafka acknowledged straight away: counted, receipt set; the client's answer.
     pub(crate) fn on_dead_lettered(&self, record: &OutRecord, reason: &str, logged: bool) {
         self.metrics.record(&record.topic, Counted::DeadLettered);
         let labels = vec![

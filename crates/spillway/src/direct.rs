@@ -24,10 +24,10 @@ use crate::receipts::Receipts;
 use crate::record::OutRecord;
 
 /// How a route's records are sent straight to Kafka: observed, tagged with the route.
-pub(crate) fn observed(route: usize, replace: bool) -> SendOptions {
+pub(crate) fn observed(route: usize) -> SendOptions {
     SendOptions {
-        replace,
         observe: u32::try_from(route).ok(),
+        ..SendOptions::default()
     }
 }
 

@@ -301,7 +301,10 @@ impl Forwarder {
             }
         }
         if batch.len() < window {
-            for record in self.reader.read_batch(window - batch.len(), 8 << 20)? {
+            let records = self.reader.read_batch(window - batch.len(), 8 << 20)?;
+            // Sized once: the items are large, and growing would move them again and again.
+            batch.reserve(records.len());
+            for record in records {
                 match Envelope::decode(&record.payload) {
                     Ok(envelope) => batch.push(Item {
                         position: record.position,
@@ -394,19 +397,20 @@ impl Forwarder {
                 }
             }
         }
-        let mut keep = Vec::with_capacity(batch.len());
-        for mut item in batch {
+        // In place: the batch is mostly kept, and its items are large.
+        let mut batch = batch;
+        batch.retain_mut(|item| {
             let id = &item.envelope.record.id;
             let startup = self.startup.as_ref().and_then(|s| s.get(id)).copied();
             if let Some((p, o)) = found.get(id).copied().or(startup) {
                 self.core.metrics.dedup_found.inc();
                 self.delivered(&item.envelope.record, &item.position, p, Some(o));
-                continue;
+                return false;
             }
             item.envelope.possibly_persisted = None;
-            keep.push(item);
-        }
-        Ok(keep)
+            true
+        });
+        Ok(batch)
     }
 
     /// After a restart, records at the head of the stream may be in Kafka already: collect the

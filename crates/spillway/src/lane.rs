@@ -193,10 +193,7 @@ impl LaneTask {
             // (explicit or not) partition field.
             let mut out = record;
             let client_partition = out.partition.replace(self.tp.partition);
-            let sent = self
-                .core
-                .producer
-                .send_with(out, observed(self.route, true));
+            let sent = self.core.producer.send_with(out, observed(self.route));
             let (e, mut record) = match sent {
                 Ok(fut) => {
                     self.queue.push_back(Entry::Direct {

@@ -40,6 +40,10 @@
 //! - `Permanent`: refused for what it is; written to the dead-letter log (fsync'd) before the
 //!   outcome is reported.
 //!
+//! A sender may also ask ([`SendOptions::observe`]) that a delivery be told to the producer's
+//! [`DeliveryObserver`] on the delivery thread, before the answer: the engine does what every
+//! direct delivery costs there (`crate::direct`).
+//!
 //! ## Partitions
 //! Chosen at admission ([`crate::partitioner`]): murmur2 for keys, explicit honoured, keyless
 //! sticky among healthy partitions. A keyed or explicit record whose partition is unhealthy is
