@@ -35,7 +35,7 @@ use crate::api::{Priority, ReceiptStatus};
 use crate::core::{Backlog, Core};
 use crate::envelope::Envelope;
 use crate::metrics::Counted;
-use crate::producer::{Delivery, DeliveryFuture, Outcome, SendError};
+use crate::producer::{Delivery, DeliveryFuture, Outcome, SendError, SendOptions};
 use crate::record::{OutRecord, SpillwayId};
 use crate::route::Mode;
 use crate::streams::StreamKind;
@@ -497,8 +497,13 @@ impl Forwarder {
             }
             // Its own retries keep the stream's order and check tails in batches; the
             // producer's would hold a record of the flight (and all behind it) for up to its
-            // `resolve_timeout`.
-            let (e, record) = match self.core.producer.send_or_return_unreplaced(record) {
+            // `resolve_timeout`. A delivery is counted, receipted and fed to the breaker on
+            // the delivery thread (`crate::direct`); this task is left with the spool.
+            let options = SendOptions {
+                replace: false,
+                ..crate::direct::observed(self.route)
+            };
+            let (e, record) = match self.core.producer.send_with(record, options) {
                 Ok(delivery) => {
                     self.flight.push_back(Flying {
                         position,
@@ -575,9 +580,7 @@ impl Forwarder {
                 } else {
                     self.backoff = INITIAL_BACKOFF;
                 }
-                self.core
-                    .breaker_outcome(self.route, true, delivery.sent_at);
-                self.delivered(&delivery.record, &position, p, offset);
+                self.settle_delivered(&position, p, offset);
             }
             Outcome::Permanent {
                 error,
@@ -615,6 +618,7 @@ impl Forwarder {
         }
     }
 
+    /// A record found in Kafka by a tail check: counted and receipted here.
     fn delivered(
         &mut self,
         record: &OutRecord,
@@ -622,10 +626,6 @@ impl Forwarder {
         partition: i32,
         offset: Option<i64>,
     ) {
-        if let Some(o) = offset {
-            let e = self.offsets.entry(partition).or_insert(o);
-            *e = (*e).max(o);
-        }
         self.core.metrics.delivered(&record.topic);
         self.core.receipts.set(
             &record.id,
@@ -635,6 +635,15 @@ impl Forwarder {
                 offset,
             },
         );
+        self.settle_delivered(position, partition, offset);
+    }
+
+    /// A record in Kafka leaves the stream; its offset is the partition's newest known.
+    fn settle_delivered(&mut self, position: &Position, partition: i32, offset: Option<i64>) {
+        if let Some(o) = offset {
+            let e = self.offsets.entry(partition).or_insert(o);
+            *e = (*e).max(o);
+        }
         self.resolve(position);
     }
 

@@ -114,7 +114,8 @@ pub use config::{Compression, ConfigError, Finding, KafkaSettings, Severity, lin
 pub use engine::{Spillway, StartError, Status};
 pub use producer::StartError as ProducerStartError;
 pub use producer::{
-    Delivery, DeliveryError, DeliveryFuture, Outcome, Producer, ProducerOptions, SendError,
+    Delivery, DeliveryError, DeliveryFuture, DeliveryObserver, Outcome, Producer, ProducerOptions,
+    SendError, SendOptions,
 };
 pub use record::{IdGenerator, OutRecord, SpillwayId};
 pub use route::{FailurePolicy, Mode, Route};

@@ -10,7 +10,7 @@ use rdkafka::types::{RDKafkaApiKey, RDKafkaErrorCode, RDKafkaRespErr};
 use spillway::deadletter::read_log;
 use spillway::{
     DeliveryFuture, ErrorClass, IdGenerator, OutRecord, Outcome, Producer, ProducerOptions,
-    classify,
+    SendOptions, classify,
 };
 use spillway_test_support::{MockKafka, oracle, read_topic};
 
@@ -492,8 +492,12 @@ async fn a_keyless_record_sent_unreplaced_reports_an_unknown_delivery_instead_of
     let futures: Vec<DeliveryFuture> = (0..30)
         .map(|i| {
             let r = OutRecord::new(TOPIC, ids.next_id()).value(format!("v{i}"));
+            let options = SendOptions {
+                replace: false,
+                ..SendOptions::default()
+            };
             producer
-                .send_or_return_unreplaced(r)
+                .send_with(r, options)
                 .map_err(|refused| refused.0)
                 .unwrap()
         })

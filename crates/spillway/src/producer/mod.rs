@@ -36,7 +36,8 @@
 //!   ([`crate::tail`]) once their partition is healthy: found means delivered, not found means
 //!   re-placed. Ordered ones are returned with `known_before` for the caller's own check.
 //!   A caller with retries of its own (a forwarder) sends with
-//!   [`Producer::send_or_return_unreplaced`], and gets keyless failures as ordered ones.
+//!   [`Producer::send_with`] and `replace: false` ([`SendOptions`]), and gets keyless failures
+//!   as ordered ones.
 //! - `Permanent`: refused for what it is; written to the dead-letter log (fsync'd) before the
 //!   outcome is reported.
 //!
@@ -326,17 +327,6 @@ impl Producer {
     /// somewhere else to put it need not keep a copy of every record it sends.
     pub fn send_or_return(&self, record: OutRecord) -> Result<DeliveryFuture, Refused> {
         self.send_with(record, SendOptions::default())
-    }
-
-    /// [`Producer::send_or_return`] for a caller that retries and deduplicates by itself (a
-    /// forwarder): a keyless record's failure is reported as it happens, instead of the record
-    /// being re-placed, or held for a tail check when its delivery is unknown.
-    pub fn send_or_return_unreplaced(&self, record: OutRecord) -> Result<DeliveryFuture, Refused> {
-        let options = SendOptions {
-            replace: false,
-            ..SendOptions::default()
-        };
-        self.send_with(record, options)
     }
 
     /// The number of partitions of `topic` (from cached metadata; fetched on first use).
