@@ -37,6 +37,12 @@
 //! - **direct**: Kafka or nothing — `backpressure` rejects with Retry-After (optionally after
 //!   blocking), `drop` rejects at once and counts the record as dropped.
 //!
+//! Whatever a delivery to Kafka costs besides its answer — the topic's counters, the receipt,
+//! the route's breaker window — is done on the producer's delivery thread as the report
+//! arrives (`direct`, [`producer::DeliveryObserver`]), not by the task awaiting the answer:
+//! a single sending task (or a forwarder) keeps only the send and, for a forwarder, the
+//! spool's acknowledgement.
+//!
 //! ## How the guarantees are kept
 //! - **G1 (acknowledgement).** An answer is `Accepted` only from a Kafka delivery report with
 //!   `acks=all` (enforced by [`config::KafkaSettings`], whose lint refuses unsafe settings) or
@@ -72,7 +78,7 @@
 //! [`health`], [`partitioner`], [`mod@classify`], [`deadletter`], [`tail`], [`envelope`] (the spool
 //! payload format), [`streams`] (stream names), [`breaker`], [`canary`], [`metrics`], [`route`],
 //! [`limiter`]; internal: `engine` ([`Spillway`], supervisor), `core`, `admission`, `lane`,
-//! `forwarder`, `receipts`.
+//! `forwarder`, `direct`, `receipts`.
 //!
 //! ## Limits worth knowing
 //! - A keyed record needs its topic's partition count: from metadata, the configuration
