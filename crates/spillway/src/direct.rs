@@ -95,3 +95,56 @@ impl DeliveryObserver for DirectDeliveries {
         });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use spillway_test_support::MockKafka;
+
+    use super::*;
+    use crate::breaker::BreakerState;
+    use crate::{Mode, Record, Route, Spillway, SpillwayConfig};
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_delivery_that_tips_the_breaker_open_has_the_transition_carried_out_on_the_runtime() {
+        let kafka = MockKafka::new(1).unwrap();
+        kafka.create_topic("t", 1).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = SpillwayConfig::new(kafka.bootstrap(), dir.path());
+        c.default_route = Route::new("*", Mode::Failover);
+        c.breaker.min_outcomes = 4;
+        c.breaker.error_rate = 0.5;
+        let spillway = Spillway::start(c).unwrap();
+        // Connected, and one success in the window (observed before the answer).
+        let warm = spillway.send(Record::new("t").value("warm")).await;
+        assert!(matches!(warm, Ok(Accepted::Delivered { .. })), "{warm:?}");
+        let core = spillway.core().clone();
+        let now = Instant::now();
+        for _ in 0..2 {
+            assert!(core.breakers[0].lock().record(false, now, now).is_none());
+        }
+        let cuts = core.producer.counters().cuts;
+        let record = OutRecord::new("t", core.ids.next_id());
+        // As the delivery thread would call it: 2 of 4 outcomes failed.
+        DirectDeliveries::new(&core).delivered(0, &record, 0, Some(7), now);
+        assert_eq!(core.breaker_state(0), BreakerState::Open);
+        assert!(
+            matches!(
+                core.receipts.get(&record.id),
+                ReceiptStatus::Delivered {
+                    offset: Some(7),
+                    ..
+                }
+            ),
+            "the receipt is set before anything else"
+        );
+        // Opening cuts the producer: done on the runtime, not inside the delivery callback.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while core.producer.counters().cuts == cuts && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(core.producer.counters().cuts, cuts + 1);
+        spillway.shutdown(Duration::from_secs(5)).await;
+    }
+}

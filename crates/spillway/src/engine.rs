@@ -129,6 +129,11 @@ pub struct Spillway {
 }
 
 impl Spillway {
+    #[cfg(test)]
+    pub(crate) fn core(&self) -> &Arc<Core> {
+        &self.core
+    }
+
     /// Opens the spool (recovering it), starts the Kafka producer, the forwarders of whatever
     /// the spool holds, and the supervisor. Call from within a multi-threaded tokio runtime.
     pub fn start(config: SpillwayConfig) -> Result<Spillway, StartError> {
