@@ -83,17 +83,6 @@ impl Shared {
         Ok(partitions)
     }
 
-    pub(super) fn place(&self, record: &OutRecord) -> Result<Option<(i32, bool)>, SendError> {
-        let partitions = self.partitions(&record.topic)?;
-        if let Some(p) = fixed_partition(record, partitions)? {
-            return Ok(Some((p, false)));
-        }
-        let health = self.health.lock();
-        Ok(self
-            .healthy_choice(&record.topic, partitions, &health)
-            .map(|p| (p, true)))
-    }
-
     /// A healthy partition of `topic` for a keyless record (sticky).
     pub(super) fn healthy_choice(
         &self,
@@ -144,10 +133,11 @@ impl Shared {
         }
     }
 
-    /// Chooses the partition as [`Shared::place`] does, checks it and the in-flight limits,
-    /// and counts the record as outstanding on it, under one lock of the health tracker (the
-    /// delivery thread takes it for every report too). Returns the partition, whether
-    /// Spillway chose it, and the highest offset known delivered there.
+    /// Chooses the partition (the key's or the explicit one; for a keyless record a healthy
+    /// one, sticky), checks it and the in-flight limits, and counts the record as outstanding
+    /// on it, under one lock of the health tracker (the delivery thread takes it for every
+    /// report too). Returns the partition, whether Spillway chose it, and the highest offset
+    /// known delivered there.
     fn place_and_track(
         &self,
         record: &OutRecord,

@@ -345,12 +345,6 @@ impl Producer {
         });
     }
 
-    /// The partition `record` would go to now, without sending it: `Ok(None)` for a keyless
-    /// record with no healthy partition.
-    pub fn place(&self, record: &OutRecord) -> Result<Option<(i32, bool)>, SendError> {
-        self.shared.place(record)
-    }
-
     /// Whether `topic`/`partition` is healthy.
     pub fn is_healthy(&self, topic: &str, partition: i32) -> bool {
         self.shared.health.lock().is_healthy(&(topic, partition))
