@@ -7,9 +7,13 @@
 //!
 //! `drain` spools RECORDS while every broker is blackholed, heals them and times the drain
 //! (after a vanilla run through the same proxies, as in `spillway bench modes`).
+//!
+//! `tansu` runs vanilla, vanilla_id and every mode alternately, three rounds, against a Tansu
+//! broker (SQLite; `SPILLWAY_TANSU_BIN` or the cached build) instead of the mock cluster, and
+//! prints each run's rate and its ratio to the round's vanilla.
 
-use spillway_bench::modes::{ModesBenchOptions, drain_run, spillway_run};
-use spillway_test_support::MockKafka;
+use spillway_bench::modes::{ModesBenchOptions, TOPIC, drain_run, spillway_run, vanilla_run};
+use spillway_test_support::{MockKafka, TansuBroker};
 
 /// The same allocator as the `spillway` binary (it also replaces `malloc` for librdkafka).
 #[global_allocator]
@@ -48,6 +52,10 @@ fn main() {
         );
         return;
     }
+    if system == "tansu" {
+        tansu(&rt, &opts, &base);
+        return;
+    }
     let kafka = MockKafka::new(3).expect("mock cluster");
     kafka.create_topic("bench-modes", 3).expect("topic");
     let run = rt
@@ -57,4 +65,36 @@ fn main() {
         "{system}: {:.0} records/s end to end, {:.0} accepted/s, {:.2} µs CPU/record",
         run.records_per_s, run.accepted_per_s, run.cpu_us_per_record
     );
+}
+
+fn tansu(rt: &tokio::runtime::Runtime, opts: &ModesBenchOptions, base: &std::path::Path) {
+    let broker = TansuBroker::start().expect("tansu");
+    broker.create_topics(&[(TOPIC, 3)]).expect("topic");
+    let bootstrap = broker.bootstrap();
+    let systems = [
+        "vanilla",
+        "vanilla_id",
+        "spool_first",
+        "failover_keyless",
+        "failover_keyed",
+    ];
+    for round in 0..3 {
+        let mut vanilla = None;
+        for system in systems {
+            let run = if system.starts_with("vanilla") {
+                vanilla_run(&bootstrap, system, opts.records, opts.record_bytes, round)
+                    .expect("vanilla")
+            } else {
+                rt.block_on(spillway_run(opts, base, &bootstrap, system, round))
+                    .expect("run")
+            };
+            let v = *vanilla.get_or_insert(run.records_per_s);
+            println!(
+                "round {round} {system}: {:.0} records/s, {:.2} µs CPU/record, {:.2}× vanilla",
+                run.records_per_s,
+                run.cpu_us_per_record,
+                run.records_per_s / v
+            );
+        }
+    }
 }

@@ -52,7 +52,8 @@ use crate::report::{
 };
 use crate::vanilla::{Placement, Run, Vanilla, produce_vanilla, producer_options, vanilla_config};
 
-const TOPIC: &str = "bench-modes";
+/// The topic every case produces to (3 partitions).
+pub const TOPIC: &str = "bench-modes";
 
 /// The throughput cases, in the order of the first round (each round starts one further).
 const SYSTEMS: [&str; 5] = [
@@ -388,8 +389,9 @@ pub fn run_modes_bench(opts: ModesBenchOptions) -> Result<ModesBenchReport, Mode
     })
 }
 
-/// `vanilla` or `vanilla_id` (with the id header).
-fn vanilla_run(
+/// One run of `vanilla` or `vanilla_id` (with the id header) against the broker at
+/// `bootstrap`, whose topic `bench-modes` has 3 partitions.
+pub fn vanilla_run(
     bootstrap: &str,
     system: &str,
     records: u64,
