@@ -40,6 +40,25 @@ pub(crate) fn accepted(record: &OutRecord, partition: i32, offset: Option<i64>) 
     }
 }
 
+/// A record in Kafka: counted on its topic, and its receipt set.
+pub(crate) fn count_delivered(
+    metrics: &Metrics,
+    receipts: &Receipts,
+    record: &OutRecord,
+    partition: i32,
+    offset: Option<i64>,
+) {
+    metrics.delivered(&record.topic);
+    receipts.set(
+        &record.id,
+        ReceiptStatus::Delivered {
+            topic: record.topic.clone(),
+            partition,
+            offset,
+        },
+    );
+}
+
 /// The producer's observer of direct deliveries; the tag is the route's index.
 pub(crate) struct DirectDeliveries {
     metrics: Metrics,
@@ -71,15 +90,7 @@ impl DeliveryObserver for DirectDeliveries {
         offset: Option<i64>,
         sent_at: Instant,
     ) {
-        self.metrics.delivered(&record.topic);
-        self.receipts.set(
-            &record.id,
-            ReceiptStatus::Delivered {
-                topic: record.topic.clone(),
-                partition,
-                offset,
-            },
-        );
+        count_delivered(&self.metrics, &self.receipts, record, partition, offset);
         let route = tag as usize;
         let Some(breaker) = self.breakers.get(route) else {
             return;

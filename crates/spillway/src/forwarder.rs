@@ -31,8 +31,9 @@ use std::time::{Duration, Instant};
 
 use spillway_spool::{Position, StreamName, StreamReader};
 
-use crate::api::{Priority, ReceiptStatus};
+use crate::api::Priority;
 use crate::core::{Backlog, Core};
+use crate::direct::count_delivered;
 use crate::envelope::Envelope;
 use crate::metrics::Counted;
 use crate::producer::{Delivery, DeliveryFuture, Outcome, SendError, SendOptions};
@@ -626,15 +627,8 @@ impl Forwarder {
         partition: i32,
         offset: Option<i64>,
     ) {
-        self.core.metrics.delivered(&record.topic);
-        self.core.receipts.set(
-            &record.id,
-            ReceiptStatus::Delivered {
-                topic: record.topic.clone(),
-                partition,
-                offset,
-            },
-        );
+        let core = &self.core;
+        count_delivered(&core.metrics, &core.receipts, record, partition, offset);
         self.settle_delivered(position, partition, offset);
     }
 
