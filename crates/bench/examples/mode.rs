@@ -12,7 +12,9 @@
 //! broker (SQLite; `SPILLWAY_TANSU_BIN` or the cached build) instead of the mock cluster, and
 //! prints each run's rate and its ratio to the round's vanilla.
 
-use spillway_bench::modes::{ModesBenchOptions, TOPIC, drain_run, spillway_run, vanilla_run};
+use spillway_bench::modes::{
+    ModesBenchOptions, SYSTEMS, TOPIC, drain_run, spillway_run, vanilla_run,
+};
 use spillway_test_support::{MockKafka, TansuBroker};
 
 /// The same allocator as the `spillway` binary (it also replaces `malloc` for librdkafka).
@@ -71,16 +73,9 @@ fn tansu(rt: &tokio::runtime::Runtime, opts: &ModesBenchOptions, base: &std::pat
     let broker = TansuBroker::start().expect("tansu");
     broker.create_topics(&[(TOPIC, 3)]).expect("topic");
     let bootstrap = broker.bootstrap();
-    let systems = [
-        "vanilla",
-        "vanilla_id",
-        "spool_first",
-        "failover_keyless",
-        "failover_keyed",
-    ];
     for round in 0..3 {
         let mut vanilla = None;
-        for system in systems {
+        for system in SYSTEMS {
             let run = if system.starts_with("vanilla") {
                 vanilla_run(&bootstrap, system, opts.records, opts.record_bytes, round)
                     .expect("vanilla")

@@ -56,7 +56,7 @@ use crate::vanilla::{Placement, Run, Vanilla, produce_vanilla, producer_options,
 pub const TOPIC: &str = "bench-modes";
 
 /// The throughput cases, in the order of the first round (each round starts one further).
-const SYSTEMS: [&str; 5] = [
+pub const SYSTEMS: [&str; 5] = [
     "vanilla",
     "vanilla_id",
     "spool_first",

@@ -14,6 +14,23 @@ fn run(system: &str, round: usize, per_s: f64) -> ModeRun {
     }
 }
 
+/// A report of throughput runs only (no drain, no RSS), 100-byte records.
+fn throughput_report(runs: Vec<ModeRun>, summary: Vec<ModeSummary>) -> ModesBenchReport {
+    ModesBenchReport {
+        records: 10,
+        record_bytes: 100,
+        fsync: Fsync::Always,
+        table: render(&summary, &[], None),
+        runs,
+        summary,
+        drains: vec![],
+        drain_ratio: None,
+        rss: None,
+        load_before: None,
+        load_after: None,
+    }
+}
+
 #[test]
 fn each_mode_is_compared_with_the_vanilla_run_of_its_own_round() {
     let runs = vec![
@@ -29,19 +46,7 @@ fn each_mode_is_compared_with_the_vanilla_run_of_its_own_round() {
     assert_eq!(s[0].ratio, Some(1.0));
     assert_eq!(s[1].ratios, vec![0.8, 1.0, 0.7]);
     assert_eq!(s[1].ratio, Some(0.8));
-    let report = ModesBenchReport {
-        records: 10,
-        record_bytes: 100,
-        fsync: Fsync::Always,
-        table: render(&s, &[], None),
-        runs,
-        summary: s,
-        drains: vec![],
-        drain_ratio: None,
-        rss: None,
-        load_before: None,
-        load_after: None,
-    };
+    let report = throughput_report(runs, s);
     let t = report.targets();
     assert_eq!(t.len(), 1, "vanilla has no target; no drain, no RSS");
     assert_eq!(t[0].verdict, Verdict::Met);
@@ -75,19 +80,7 @@ fn every_mode_is_also_compared_with_vanilla_carrying_the_id_header_which_is_repo
         .expect("keyless");
     assert_eq!(keyless.ratio, Some(0.4));
     assert_eq!(keyless.ratio_vs_id, Some(0.65), "median of 0.5 and 0.8");
-    let report = ModesBenchReport {
-        records: 10,
-        record_bytes: 100,
-        fsync: Fsync::Always,
-        table: render(&s, &[], None),
-        runs,
-        summary: s,
-        drains: vec![],
-        drain_ratio: None,
-        rss: None,
-        load_before: None,
-        load_after: None,
-    };
+    let report = throughput_report(runs, s);
     let t = report.targets();
     assert_eq!(t.len(), 2, "the ceiling, then the keyless target");
     assert_eq!(t[0].verdict, Verdict::Info);
