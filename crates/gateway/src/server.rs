@@ -9,7 +9,11 @@
 //!
 //! The protocol is never sniffed from the first bytes (a sniffing connection has no timeout yet
 //! and would let silent clients hold sockets forever): plain listeners speak HTTP/1.1; TLS
-//! listeners speak h2 when ALPN chose it and HTTP/1.1 otherwise.
+//! listeners speak h2 when ALPN chose it and HTTP/1.1 otherwise. hyper's HTTP/2 server has no
+//! header read timeout, and waits for a client's preface for ever: an h2 connection that has
+//! not sent its 24-byte preface within `timeouts.header_read` is closed here
+//! ([`HeardFrom`]). An h2 connection idle after its preface stays open, as h2 clients keep
+//! them; keep-alive pings find dead peers.
 //!
 //! Shutdown ([`Server::run`]'s future resolves, or SIGTERM/SIGINT in [`serve`]): the accept
 //! loops stop (no new connections), streaming requests stop reading new records, in-flight
@@ -17,7 +21,10 @@
 //! current request), then `Engine::shutdown` gets what is left of `timeouts.shutdown`.
 
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use axum::Router;
@@ -29,7 +36,7 @@ use rustls::RootCertStore;
 use rustls::server::WebPkiClientVerifier;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
@@ -218,6 +225,7 @@ async fn accept_loop(
                 TokioIo::new(stream),
                 service,
                 graceful.watcher(),
+                None,
             ),
             Some(acceptor) => {
                 let acceptor = acceptor.clone();
@@ -227,12 +235,27 @@ async fn accept_loop(
                     match tokio::time::timeout(handshake, acceptor.accept(stream)).await {
                         Ok(Ok(tls)) => {
                             let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
-                            let builder = if h2 {
-                                builder.http2_only()
+                            if h2 {
+                                let (io, heard) = HeardFrom::new(tls);
+                                let preface = Some((timeouts.header_read, heard));
+                                let builder = builder.http2_only();
+                                serve_connection(
+                                    builder,
+                                    TokioIo::new(io),
+                                    service,
+                                    watcher,
+                                    preface,
+                                );
                             } else {
-                                builder.http1_only()
-                            };
-                            serve_connection(builder, TokioIo::new(tls), service, watcher);
+                                let builder = builder.http1_only();
+                                serve_connection(
+                                    builder,
+                                    TokioIo::new(tls),
+                                    service,
+                                    watcher,
+                                    None,
+                                );
+                            }
                         }
                         Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
                         Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
@@ -243,21 +266,104 @@ async fn accept_loop(
     }
 }
 
+/// Serves one connection; with `preface`, the connection is dropped (closed) if fewer than
+/// [`H2_PREFACE_LEN`] bytes came in within the given time.
 fn serve_connection<I>(
     builder: auto::Builder<TokioExecutor>,
     io: TokioIo<I>,
     service: TowerToHyperService<Router>,
     watcher: Watcher,
+    preface: Option<(Duration, Arc<AtomicU64>)>,
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let conn = builder.serve_connection(io, service).into_owned();
     let conn = watcher.watch(conn);
     tokio::spawn(async move {
-        if let Err(e) = conn.await {
-            tracing::debug!(error = %e, "connection ended with an error");
+        let mut conn = std::pin::pin!(conn);
+        if let Some((limit, heard)) = preface {
+            tokio::select! {
+                ended = conn.as_mut() => return log_end(ended),
+                () = tokio::time::sleep(limit) => {
+                    if heard.load(Ordering::Relaxed) < H2_PREFACE_LEN {
+                        tracing::debug!("h2 connection closed: no preface within the header read timeout");
+                        return;
+                    }
+                }
+            }
         }
+        log_end(conn.await);
     });
+}
+
+fn log_end<E: std::fmt::Display>(ended: Result<(), E>) {
+    if let Err(e) = ended {
+        tracing::debug!(error = %e, "connection ended with an error");
+    }
+}
+
+/// Length of the HTTP/2 client connection preface (RFC 9113, 3.4).
+const H2_PREFACE_LEN: u64 = 24;
+
+/// A connection that counts the bytes read from it.
+struct HeardFrom<I> {
+    inner: I,
+    bytes: Arc<AtomicU64>,
+}
+
+impl<I> HeardFrom<I> {
+    fn new(inner: I) -> (Self, Arc<AtomicU64>) {
+        let bytes = Arc::new(AtomicU64::new(0));
+        let io = HeardFrom {
+            inner,
+            bytes: bytes.clone(),
+        };
+        (io, bytes)
+    }
+}
+
+impl<I: AsyncRead + Unpin> AsyncRead for HeardFrom<I> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
+        let read = (buf.filled().len() - before) as u64;
+        self.bytes.fetch_add(read, Ordering::Relaxed);
+        polled
+    }
+}
+
+impl<I: AsyncWrite + Unpin> AsyncWrite for HeardFrom<I> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, data)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
 }
 
 /// Builds the rustls acceptor: certificate chain and key, and a client verifier when

@@ -302,7 +302,12 @@ mod tls {
         c
     }
 
-    async fn get_over_tls(addr: SocketAddr, pki: &Pki, with_client_cert: bool) -> String {
+    async fn connect_tls(
+        addr: SocketAddr,
+        pki: &Pki,
+        with_client_cert: bool,
+        alpn: &[&[u8]],
+    ) -> std::io::Result<tokio_rustls::client::TlsStream<TcpStream>> {
         let mut roots = RootCertStore::empty();
         roots.add(pki.ca.clone()).unwrap();
         let provider = Arc::new(rustls::crypto::ring::default_provider());
@@ -310,22 +315,69 @@ mod tls {
             .with_safe_default_protocol_versions()
             .unwrap()
             .with_root_certificates(roots);
-        let config = if with_client_cert {
+        let mut config = if with_client_cert {
             builder
                 .with_client_auth_cert(vec![pki.client.0.clone()], pki.client.1.clone_key())
                 .unwrap()
         } else {
             builder.with_no_client_auth()
         };
+        config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
         let tcp = TcpStream::connect(addr).await.unwrap();
         let name = ServerName::try_from("localhost").unwrap();
-        match TlsConnector::from(Arc::new(config))
+        TlsConnector::from(Arc::new(config))
             .connect(name, tcp)
             .await
-        {
+    }
+
+    async fn get_over_tls(addr: SocketAddr, pki: &Pki, with_client_cert: bool) -> String {
+        match connect_tls(addr, pki, with_client_cert, &[]).await {
             Ok(stream) => exchange(stream, HEALTHZ.as_bytes()).await,
             Err(e) => format!("handshake failed: {e}"),
         }
+    }
+
+    #[tokio::test]
+    async fn an_h2_connection_that_never_sends_its_preface_is_closed_after_the_header_timeout() {
+        let pki = pki();
+        let engine = ScriptedEngine::new();
+        let server = Running::start(tls_config(&pki, false), &engine).await;
+        let mut silent = connect_tls(server.api, &pki, false, &[b"h2"])
+            .await
+            .expect("handshake");
+        assert_eq!(silent.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+        let started = Instant::now();
+        // The server speaks first (its SETTINGS); the connection must then end.
+        let mut seen = Vec::new();
+        let ended =
+            tokio::time::timeout(Duration::from_secs(3), silent.read_to_end(&mut seen)).await;
+        assert!(ended.is_ok(), "a silent h2 connection stayed open for 3 s");
+        assert!(started.elapsed() >= Duration::from_millis(400));
+        server.stop().await;
+    }
+
+    #[tokio::test]
+    async fn an_h2_client_that_sent_its_preface_is_served_after_the_header_timeout() {
+        let pki = pki();
+        let engine = ScriptedEngine::new();
+        let server = Running::start(tls_config(&pki, false), &engine).await;
+        let tls = connect_tls(server.api, &pki, false, &[b"h2"])
+            .await
+            .expect("handshake");
+        let io = hyper_util::rt::TokioIo::new(tls);
+        let (mut send, conn) =
+            hyper::client::conn::http2::handshake(hyper_util::rt::TokioExecutor::new(), io)
+                .await
+                .expect("h2 handshake");
+        tokio::spawn(conn);
+        tokio::time::sleep(Duration::from_millis(800)).await;
+        let request = hyper::Request::get("https://localhost/healthz")
+            .body(http_body_util::Empty::<bytes::Bytes>::new())
+            .unwrap();
+        let answer = send.send_request(request).await.expect("answered over h2");
+        assert_eq!(answer.status(), 200);
+        assert_eq!(answer.version(), hyper::Version::HTTP_2);
+        server.stop().await;
     }
 
     #[tokio::test]
