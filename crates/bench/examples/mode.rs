@@ -2,19 +2,17 @@
 //! runs the real comparison.
 //!
 //! ```sh
-//! cargo run --release -p spillway-bench --example mode -- [spool_first|failover_keyless|failover_keyed|drain] [RECORDS] [RECORD_BYTES]
+//! cargo run --release -p spillway-bench --example mode -- [spool_first|failover_keyless|failover_keyed|vanilla|vanilla_id|vanilla_awaited|drain|tansu] [RECORDS] [RECORD_BYTES]
 //! ```
 //!
 //! `drain` spools RECORDS while every broker is blackholed, heals them and times the drain
 //! (after a vanilla run through the same proxies, as in `spillway bench modes`).
 //!
-//! `tansu` runs vanilla, vanilla_id and every mode alternately, three rounds, against a Tansu
+//! `tansu` runs the baselines (vanilla, vanilla_id, vanilla_awaited) and every mode alternately, three rounds, against a Tansu
 //! broker (SQLite; `SPILLWAY_TANSU_BIN` or the cached build) instead of the mock cluster, and
 //! prints each run's rate and its ratio to the round's vanilla.
 
-use spillway_bench::modes::{
-    ModesBenchOptions, SYSTEMS, TOPIC, drain_run, spillway_run, vanilla_run,
-};
+use spillway_bench::modes::{ModesBenchOptions, SYSTEMS, TOPIC, drain_run, run_system};
 use spillway_test_support::{MockKafka, TansuBroker};
 
 /// The same allocator as the `spillway` binary (it also replaces `malloc` for librdkafka).
@@ -60,9 +58,7 @@ fn main() {
     }
     let kafka = MockKafka::new(3).expect("mock cluster");
     kafka.create_topic("bench-modes", 3).expect("topic");
-    let run = rt
-        .block_on(spillway_run(&opts, &base, kafka.bootstrap(), &system, 0))
-        .expect("run");
+    let run = run_system(&rt, &opts, &base, kafka.bootstrap(), &system, 0).expect("run");
     println!(
         "{system}: {:.0} records/s end to end, {:.0} accepted/s, {:.2} µs CPU/record",
         run.records_per_s, run.accepted_per_s, run.cpu_us_per_record
@@ -76,13 +72,7 @@ fn tansu(rt: &tokio::runtime::Runtime, opts: &ModesBenchOptions, base: &std::pat
     for round in 0..3 {
         let mut vanilla = None;
         for system in SYSTEMS {
-            let run = if system.starts_with("vanilla") {
-                vanilla_run(&bootstrap, system, opts.records, opts.record_bytes, round)
-                    .expect("vanilla")
-            } else {
-                rt.block_on(spillway_run(opts, base, &bootstrap, system, round))
-                    .expect("run")
-            };
+            let run = run_system(rt, opts, base, &bootstrap, system, round).expect("run");
             let v = *vanilla.get_or_insert(run.records_per_s);
             println!(
                 "round {round} {system}: {:.0} records/s, {:.2} µs CPU/record, {:.2}× vanilla",

@@ -26,10 +26,15 @@ use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{
     BaseProducer, BaseRecord, DeliveryResult, Producer as _, ProducerContext, ThreadedProducer,
 };
+use rdkafka::util::IntoOpaque;
 use serde::Serialize;
 use spillway::{IdGenerator, KafkaSettings, OutRecord, Producer, ProducerOptions, SendError};
 
 use crate::report::cpu_time;
+
+mod awaited;
+
+pub use self::awaited::produce_awaited;
 
 /// The librdkafka configuration a vanilla producer gets: Spillway's, overrides included.
 pub fn vanilla_config(opts: &ProducerOptions) -> Result<ClientConfig, String> {
@@ -187,7 +192,7 @@ pub fn produce_vanilla(
             for i in 0..records {
                 let id = with_id.then(|| ids.next_id().to_text());
                 let id = id.as_ref().map(spillway::record::IdText::as_bytes);
-                let mut rec = record(topic, &value, placement.partition(i), id);
+                let mut rec = record(topic, &value, placement.partition(i), id, ());
                 loop {
                     match p.send(rec) {
                         Ok(()) => break,
@@ -218,7 +223,7 @@ pub fn produce_vanilla(
             })?;
             start = Instant::now();
             for i in 0..records {
-                let mut rec = record(topic, &value, placement.partition(i), None);
+                let mut rec = record(topic, &value, placement.partition(i), None, ());
                 loop {
                     match p.send(rec) {
                         Ok(()) => break,
@@ -244,13 +249,14 @@ pub fn produce_vanilla(
     })
 }
 
-fn record<'a>(
+fn record<'a, D: IntoOpaque>(
     topic: &'a str,
     value: &'a [u8],
     partition: Option<i32>,
     id: Option<&'a [u8]>,
-) -> BaseRecord<'a, (), [u8]> {
-    let mut r = BaseRecord::to(topic).payload(value);
+    opaque: D,
+) -> BaseRecord<'a, (), [u8], D> {
+    let mut r = BaseRecord::with_opaque_to(topic, opaque).payload(value);
     if let Some(id) = id {
         r = r.headers(OwnedHeaders::new_with_capacity(1).insert(Header {
             key: spillway::record::ID_HEADER,

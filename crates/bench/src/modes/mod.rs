@@ -6,6 +6,10 @@
 //!   Spillway formats its own. Every mode sends that header (DESIGN G4), so this ratio is the
 //!   ceiling of every mode's: what the header alone costs librdkafka and the broker. Each mode
 //!   is reported against it too.
+//! - **vanilla_awaited**: `vanilla_id` whose every report is a future the sending task awaits,
+//!   `window` outstanding as in the modes' pump: the least a `send(record)` that resolves per
+//!   record costs (`crate::vanilla::produce_awaited`), so the ceiling of every mode measured
+//!   through Spillway's API.
 //! - **spool_first end-to-end**: `Spillway::send` of the same N records on a `spool_first`
 //!   route (fsync per `fsync`, default `always`), `window` answers outstanding; the clock stops
 //!   when the last record is *delivered to Kafka* (`backlog()` back to 0), not when it is
@@ -33,8 +37,6 @@ mod tests;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures::StreamExt;
-use futures::stream::FuturesUnordered;
 use serde::Serialize;
 use spillway::settings::{Fsync, TopicSettings};
 use spillway::{Mode, Record, Route, Spillway, SpillwayConfig};
@@ -50,15 +52,18 @@ use crate::report::{
     Progress, Table, TargetRow, Verdict, fmt_ratio, fmt_runs, load_average, median, payload, ratio,
     rss_bytes,
 };
-use crate::vanilla::{Placement, Run, Vanilla, produce_vanilla, producer_options, vanilla_config};
+use crate::vanilla::{
+    Placement, Run, Vanilla, produce_awaited, produce_vanilla, producer_options, vanilla_config,
+};
 
 /// The topic every case produces to (3 partitions).
 pub const TOPIC: &str = "bench-modes";
 
 /// The throughput cases, in the order of the first round (each round starts one further).
-pub const SYSTEMS: [&str; 5] = [
+pub const SYSTEMS: [&str; 6] = [
     "vanilla",
     "vanilla_id",
+    "vanilla_awaited",
     "spool_first",
     "failover_keyless",
     "failover_keyed",
@@ -190,6 +195,8 @@ pub struct ModeSummary {
     pub ratios: Vec<f64>,
     /// Median of the per-round ratios against `vanilla_id`.
     pub ratio_vs_id: Option<f64>,
+    /// Median of the per-round ratios against `vanilla_awaited`: what is Spillway's own.
+    pub ratio_vs_awaited: Option<f64>,
 }
 
 /// Everything measured.
@@ -217,11 +224,16 @@ impl ModesBenchReport {
             _ => None,
         };
         for s in &self.summary {
-            if s.system == "vanilla_id" {
+            let ceiling = match s.system.as_str() {
+                "vanilla_id" => Some("vanilla with the spillway.id header"),
+                "vanilla_awaited" => Some("the same, each report awaited as a future"),
+                _ => None,
+            };
+            if let Some(ceiling) = ceiling {
                 rows.push(TargetRow::new(
                     "modes",
                     format!(
-                        "ceiling of every mode: vanilla with the spillway.id header vs vanilla, {} B",
+                        "ceiling of every mode: {ceiling} vs vanilla, {} B",
                         self.record_bytes
                     ),
                     "(reported)",
@@ -242,10 +254,11 @@ impl ModesBenchReport {
                 format!("{what}, {} B", self.record_bytes),
                 format!("≥ {t:.2}×"),
                 format!(
-                    "{} {}; {} of vanilla with the id header",
+                    "{} {}; {} of vanilla with the id header, {} of it awaited",
                     fmt_ratio(s.ratio),
                     fmt_runs(&s.ratios),
-                    fmt_ratio(s.ratio_vs_id)
+                    fmt_ratio(s.ratio_vs_id),
+                    fmt_ratio(s.ratio_vs_awaited)
                 ),
                 Verdict::at_least(s.ratio, t),
             ));
@@ -330,12 +343,7 @@ pub fn run_modes_bench(opts: ModesBenchOptions) -> Result<ModesBenchReport, Mode
                     opts.rounds,
                     opts.records
                 ));
-                let run = if system.starts_with("vanilla") {
-                    let (records, size) = (opts.records, opts.record_bytes);
-                    vanilla_run(kafka.bootstrap(), system, records, size, round)?
-                } else {
-                    rt.block_on(spillway_run(&opts, &base, kafka.bootstrap(), system, round))?
-                };
+                let run = run_system(&rt, &opts, &base, kafka.bootstrap(), system, round)?;
                 opts.progress.step(&format!(
                     "modes {system}: {:.0} records/s end to end ({:.0} accepted/s)",
                     run.records_per_s, run.accepted_per_s
@@ -387,6 +395,38 @@ pub fn run_modes_bench(opts: ModesBenchOptions) -> Result<ModesBenchReport, Mode
         load_after: load_average(),
         table,
     })
+}
+
+/// One run of `system` (any of [`SYSTEMS`]) against the broker at `bootstrap`, whose topic
+/// [`TOPIC`] has 3 partitions; Spillway's spool directory goes under `base`.
+pub fn run_system(
+    rt: &tokio::runtime::Runtime,
+    opts: &ModesBenchOptions,
+    base: &std::path::Path,
+    bootstrap: &str,
+    system: &str,
+    round: usize,
+) -> Result<ModeRun, ModesBenchError> {
+    let (records, size) = (opts.records, opts.record_bytes);
+    match system {
+        "vanilla" | "vanilla_id" => vanilla_run(bootstrap, system, records, size, round),
+        "vanilla_awaited" => {
+            let config =
+                vanilla_config(&producer_options(bootstrap)).map_err(ModesBenchError::Vanilla)?;
+            let run = rt
+                .block_on(produce_awaited(
+                    &config,
+                    Placement::like_spillway(3),
+                    TOPIC,
+                    records,
+                    size,
+                    opts.window,
+                ))
+                .map_err(|e| ModesBenchError::Vanilla(e.to_string()))?;
+            Ok(mode_run_of(system, round, records, &run))
+        }
+        _ => rt.block_on(spillway_run(opts, base, bootstrap, system, round)),
+    }
 }
 
 /// One run of `vanilla` or `vanilla_id` (with the id header) against the broker at
@@ -456,9 +496,14 @@ fn record(i: u64, keys: Option<u32>, value: &[u8]) -> Record {
 }
 
 /// Sends `n` records with at most `window` answers outstanding; returns (accepted, rejected).
+///
+/// Answers are awaited in the order sent: the cheapest way for one task to keep many (only
+/// the oldest is polled, and only its completion wakes the task), and how an ordered intake
+/// awaits its acknowledgements. `Spillway::send` places and hands over each record before its
+/// future is polled, so the records behind the oldest are in flight all the same.
 async fn pump(sw: &Spillway, n: u64, size: usize, keys: Option<u32>, window: usize) -> (u64, u64) {
     let value = payload(size);
-    let mut inflight = FuturesUnordered::new();
+    let mut inflight = std::collections::VecDeque::with_capacity(window);
     let (mut ok, mut rejected) = (0u64, 0u64);
     let mut tally = |r: Option<Result<spillway::Accepted, spillway::Rejected>>| match r {
         Some(Ok(_)) => ok += 1,
@@ -467,12 +512,13 @@ async fn pump(sw: &Spillway, n: u64, size: usize, keys: Option<u32>, window: usi
     };
     for i in 0..n {
         if inflight.len() >= window {
-            tally(inflight.next().await);
+            let f = inflight.pop_front().expect("full");
+            tally(Some(f.await));
         }
-        inflight.push(sw.send(record(i, keys, &value)));
+        inflight.push_back(sw.send(record(i, keys, &value)));
     }
-    while let Some(r) = inflight.next().await {
-        tally(Some(r));
+    while let Some(f) = inflight.pop_front() {
+        tally(Some(f.await));
     }
     (ok, rejected)
 }

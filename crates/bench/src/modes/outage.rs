@@ -2,6 +2,8 @@
 //! long outage.
 
 use super::*;
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
 
 /// The shortest outage the drain case measures: well past Spillway's stall detection (1.5 s
 /// by default), as any outage that builds a backlog worth draining is.

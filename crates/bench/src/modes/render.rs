@@ -22,6 +22,7 @@ pub(super) fn summarise(runs: &[ModeRun]) -> Vec<ModeSummary> {
         }
         let ratios = per_round(&rs, "vanilla");
         let ratios_vs_id = per_round(&rs, "vanilla_id");
+        let ratios_vs_awaited = per_round(&rs, "vanilla_awaited");
         let med = |f: fn(&ModeRun) -> f64| {
             median(&rs.iter().map(|r| f(r)).collect::<Vec<_>>()).unwrap_or(0.0)
         };
@@ -33,6 +34,7 @@ pub(super) fn summarise(runs: &[ModeRun]) -> Vec<ModeSummary> {
             ratio: median(&ratios),
             ratios,
             ratio_vs_id: median(&ratios_vs_id),
+            ratio_vs_awaited: median(&ratios_vs_awaited),
         });
     }
     out
@@ -47,6 +49,7 @@ pub fn render(summary: &[ModeSummary], drains: &[DrainRun], rss: Option<&OutageR
         "CPU µs/record",
         "vs vanilla × (per round)",
         "vs vanilla with the id header ×",
+        "vs the same, awaited ×",
     ]);
     for s in summary {
         t.row(vec![
@@ -56,6 +59,7 @@ pub fn render(summary: &[ModeSummary], drains: &[DrainRun], rss: Option<&OutageR
             format!("{:.2}", s.cpu_us_per_record),
             format!("{} {}", fmt_ratio(s.ratio), fmt_runs(&s.ratios)),
             fmt_ratio(s.ratio_vs_id),
+            fmt_ratio(s.ratio_vs_awaited),
         ]);
     }
     let mut out = t.render();

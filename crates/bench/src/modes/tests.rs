@@ -58,14 +58,16 @@ fn each_mode_is_compared_with_the_vanilla_run_of_its_own_round() {
 }
 
 #[test]
-fn every_mode_is_also_compared_with_vanilla_carrying_the_id_header_which_is_reported_as_the_ceiling()
+fn every_mode_is_also_compared_with_vanilla_carrying_the_id_header_and_with_it_awaited_which_are_reported_as_ceilings()
  {
     let runs = vec![
         run("vanilla", 0, 100.0),
         run("vanilla_id", 0, 80.0),
+        run("vanilla_awaited", 0, 64.0),
         run("failover_keyless", 0, 40.0),
         run("vanilla", 1, 100.0),
         run("vanilla_id", 1, 50.0),
+        run("vanilla_awaited", 1, 40.0),
         run("failover_keyless", 1, 40.0),
     ];
     let s = summarise(&runs);
@@ -80,17 +82,24 @@ fn every_mode_is_also_compared_with_vanilla_carrying_the_id_header_which_is_repo
         .expect("keyless");
     assert_eq!(keyless.ratio, Some(0.4));
     assert_eq!(keyless.ratio_vs_id, Some(0.65), "median of 0.5 and 0.8");
+    assert_eq!(
+        keyless.ratio_vs_awaited,
+        Some(0.8125),
+        "median of 0.625 and 1.0"
+    );
     let report = throughput_report(runs, s);
     let t = report.targets();
-    assert_eq!(t.len(), 2, "the ceiling, then the keyless target");
+    assert_eq!(t.len(), 3, "the two ceilings, then the keyless target");
     assert_eq!(t[0].verdict, Verdict::Info);
     assert!(t[0].what.contains("spillway.id header"), "{}", t[0].what);
-    assert_eq!(t[1].verdict, Verdict::Missed);
+    assert_eq!(t[1].verdict, Verdict::Info);
+    assert!(t[1].what.contains("awaited"), "{}", t[1].what);
+    assert_eq!(t[2].verdict, Verdict::Missed);
     assert!(
-        t[1].measured
-            .contains("0.65× of vanilla with the id header"),
+        t[2].measured
+            .contains("0.65× of vanilla with the id header, 0.81× of it awaited"),
         "{}",
-        t[1].measured
+        t[2].measured
     );
 }
 
