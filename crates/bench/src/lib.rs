@@ -12,7 +12,7 @@
 //! | [`spool`] | spool vs the disk's fdatasync limit vs Redis AOF | 3 |
 //! | [`direct`] | `spillway::Producer` vs vanilla rdkafka (mock cluster, Tansu) | 4 |
 //! | [`kafka3686`] | detection time and records lost, leader blackholed while listed | 4, 7 |
-//! | [`modes`] | spool_first, failover, drain vs vanilla; RSS during an outage | 5 |
+//! | [`modes`] | spool_first, failover, drain vs vanilla, vanilla with the id header, and that awaited per record; RSS during an outage | 5 |
 //! | [`http`] | HTTP intake vs the library alone and vs the spool's limit | 6 |
 //!
 //! [`plot::line_chart`] draws SVG line charts for any report.
