@@ -71,6 +71,16 @@ pub struct Run {
 }
 
 impl Run {
+    /// A run that started at `start`, when the process had used `cpu0` of CPU.
+    fn since(delivered: u64, failed: u64, start: Instant, cpu0: Duration) -> Run {
+        Run {
+            delivered,
+            failed,
+            secs: start.elapsed().as_secs_f64(),
+            cpu_secs: (cpu_time() - cpu0).as_secs_f64(),
+        }
+    }
+
     pub fn records_per_s(&self) -> f64 {
         if self.secs > 0.0 {
             self.delivered as f64 / self.secs
@@ -91,6 +101,27 @@ impl Run {
         } else {
             0.0
         }
+    }
+}
+
+/// Counts the answers one sending loop awaits itself.
+#[derive(Debug, Clone, Copy, Default)]
+struct Tally {
+    delivered: u64,
+    failed: u64,
+}
+
+impl Tally {
+    fn count(&mut self, delivered: bool) {
+        if delivered {
+            self.delivered += 1;
+        } else {
+            self.failed += 1;
+        }
+    }
+
+    fn run_since(self, start: Instant, cpu0: Duration) -> Run {
+        Run::since(self.delivered, self.failed, start, cpu0)
     }
 }
 
@@ -240,13 +271,12 @@ pub fn produce_vanilla(
             });
         }
     }
-    let secs = start.elapsed().as_secs_f64();
-    Ok(Run {
-        delivered: counts.ok.load(Ordering::Relaxed),
-        failed: counts.failed.load(Ordering::Relaxed),
-        secs,
-        cpu_secs: (cpu_time() - cpu0).as_secs_f64(),
-    })
+    Ok(Run::since(
+        counts.ok.load(Ordering::Relaxed),
+        counts.failed.load(Ordering::Relaxed),
+        start,
+        cpu0,
+    ))
 }
 
 fn record<'a, D: IntoOpaque>(
@@ -306,14 +336,8 @@ pub fn produce_spillway(
     let start = Instant::now();
     let mut outstanding: std::collections::VecDeque<spillway::DeliveryFuture> =
         std::collections::VecDeque::with_capacity(window);
-    let (mut ok, mut failed) = (0u64, 0u64);
-    let mut settle = |d: spillway::Delivery| {
-        if d.outcome.is_delivered() {
-            ok += 1;
-        } else {
-            failed += 1;
-        }
-    };
+    let mut tally = Tally::default();
+    let mut settle = |d: spillway::Delivery| tally.count(d.outcome.is_delivered());
     for _ in 0..records {
         if outstanding.len() >= window {
             settle(outstanding.pop_front().expect("non-empty").wait());
@@ -339,12 +363,7 @@ pub fn produce_spillway(
     for f in outstanding {
         settle(f.wait());
     }
-    Ok(Run {
-        delivered: ok,
-        failed,
-        secs: start.elapsed().as_secs_f64(),
-        cpu_secs: (cpu_time() - cpu0).as_secs_f64(),
-    })
+    Ok(tally.run_since(start, cpu0))
 }
 
 #[cfg(test)]

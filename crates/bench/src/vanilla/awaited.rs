@@ -24,7 +24,7 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{DeliveryResult, Producer as _, ProducerContext, ThreadedProducer};
 use spillway::IdGenerator;
 
-use super::{Placement, Run, record, warm_up};
+use super::{Placement, Run, Tally, record, warm_up};
 use crate::report::cpu_time;
 
 const PENDING: u8 = 0;
@@ -94,18 +94,11 @@ pub async fn produce_awaited(
     let cpu0 = cpu_time();
     let start = Instant::now();
     let mut outstanding = std::collections::VecDeque::with_capacity(window);
-    let (mut ok, mut failed) = (0u64, 0u64);
-    let mut tally = |delivered: bool| {
-        if delivered {
-            ok += 1;
-        } else {
-            failed += 1;
-        }
-    };
+    let mut tally = Tally::default();
     for i in 0..records {
         if outstanding.len() >= window {
             if let Some(d) = outstanding.pop_front() {
-                tally(d.await);
+                tally.count(d.await);
             }
         }
         let id = ids.next_id().to_text();
@@ -123,7 +116,7 @@ pub async fn produce_awaited(
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
                     rec = r;
                     match outstanding.pop_front() {
-                        Some(d) => tally(d.await),
+                        Some(d) => tally.count(d.await),
                         None => tokio::time::sleep(Duration::from_micros(100)).await,
                     }
                 }
@@ -133,14 +126,9 @@ pub async fn produce_awaited(
         outstanding.push_back(Answer(report));
     }
     while let Some(d) = outstanding.pop_front() {
-        tally(d.await);
+        tally.count(d.await);
     }
-    Ok(Run {
-        delivered: ok,
-        failed,
-        secs: start.elapsed().as_secs_f64(),
-        cpu_secs: (cpu_time() - cpu0).as_secs_f64(),
-    })
+    Ok(tally.run_since(start, cpu0))
 }
 
 #[cfg(test)]
