@@ -235,27 +235,14 @@ async fn accept_loop(
                     match tokio::time::timeout(handshake, acceptor.accept(stream)).await {
                         Ok(Ok(tls)) => {
                             let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
-                            if h2 {
-                                let (io, heard) = HeardFrom::new(tls);
+                            let (io, heard) = HeardFrom::new(tls);
+                            let (builder, preface) = if h2 {
                                 let preface = Some((timeouts.header_read, heard));
-                                let builder = builder.http2_only();
-                                serve_connection(
-                                    builder,
-                                    TokioIo::new(io),
-                                    service,
-                                    watcher,
-                                    preface,
-                                );
+                                (builder.http2_only(), preface)
                             } else {
-                                let builder = builder.http1_only();
-                                serve_connection(
-                                    builder,
-                                    TokioIo::new(tls),
-                                    service,
-                                    watcher,
-                                    None,
-                                );
-                            }
+                                (builder.http1_only(), None)
+                            };
+                            serve_connection(builder, TokioIo::new(io), service, watcher, preface);
                         }
                         Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
                         Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
